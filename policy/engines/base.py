@@ -1,0 +1,123 @@
+"""One interface for every engine that runs a policy checkpoint: chat in, text out.
+
+Engines know nothing of actions or costs: the policy renders the prompt and parses the
+reply. Two engines implement this interface: `TransformersEngine` (in-process, CPU or GPU)
+and `OpenAIEngine` (any OpenAI-compatible server; vLLM first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+
+ChatMessages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to decode one reply.
+
+    `allowed_prefixes` and `regex` constrain the output. Each engine enforces what it can:
+    the in-process engine forces the reply to start with one of `allowed_prefixes`; servers
+    with structured outputs (vLLM) take `regex`, or the prefixes turned into one.
+    """
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    allowed_prefixes: tuple[str, ...] = ()
+    regex: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" or "length"
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """A piece of a streamed reply; the last chunk carries the whole `completion`."""
+
+    text: str
+    completion: Completion | None = None
+
+
+class EngineError(Exception):
+    """Base class; `status` is the HTTP status a gateway should answer with."""
+
+    status = 502
+    code = "backend_error"
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class EngineUnavailable(EngineError):
+    """Not loaded yet, unreachable, or overloaded: try again later."""
+
+    status = 503
+    code = "backend_unavailable"
+
+
+class EngineTimeout(EngineError):
+    status = 504
+    code = "backend_timeout"
+
+
+class EngineBadResponse(EngineError):
+    """The backend answered, but not with something usable."""
+
+    status = 502
+    code = "backend_error"
+
+
+class EngineRejected(EngineError):
+    """The backend refused the request itself (too long a prompt, say): the caller's fault."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class UnknownModel(EngineError):
+    status = 404
+    code = "model_not_found"
+
+
+class Engine(ABC):
+    """A policy checkpoint behind `complete`, `complete_batch` and `stream`."""
+
+    @abstractmethod
+    async def complete(self, messages: ChatMessages, params: SamplingParams,
+                       model: str | None = None) -> Completion:
+        """One reply for one conversation."""
+
+    @abstractmethod
+    def stream(self, messages: ChatMessages, params: SamplingParams,
+               model: str | None = None) -> AsyncIterator[StreamChunk]:
+        """The reply as it is generated; the last chunk holds the full `Completion`."""
+
+    async def complete_batch(self, conversations: Sequence[ChatMessages], params: SamplingParams,
+                             model: str | None = None) -> list[Completion]:
+        """Many replies at once. Engines batch concurrent requests, so this submits them all."""
+        return list(await asyncio.gather(*(self.complete(m, params, model) for m in conversations)))
+
+    @abstractmethod
+    async def list_models(self) -> list[str]:
+        """Model names this engine answers to; the first is the default."""
+
+    @abstractmethod
+    async def check_ready(self) -> None:
+        """Return when requests can be served; raise `EngineUnavailable` otherwise."""
+
+    async def aclose(self) -> None:
+        """Release threads, connections and memory."""

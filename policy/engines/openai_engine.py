@@ -1,0 +1,265 @@
+"""Engine for any OpenAI-compatible server: vLLM first, also `transformers serve`, llama.cpp.
+
+One pooled `httpx.AsyncClient` (connection reuse), explicit connect/read timeouts plus a
+total deadline per request, SSE streaming, and adapter selection by model name (vLLM serves
+each LoRA adapter under its own name: `--lora-modules name=path`).
+
+Constraints: with `structured_outputs=True` the request carries vLLM's
+`structured_outputs: {"regex": ...}` (the old `guided_json` family is silently ignored by
+current vLLM, so it is never sent). Servers without that field ignore it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+
+from .base import (
+    ChatMessages, Completion, Engine, EngineBadResponse, EngineRejected, EngineTimeout,
+    EngineUnavailable, SamplingParams, StreamChunk, UnknownModel,
+)
+
+
+MODELS_CACHE_S = 10.0
+
+
+class OpenAIEngine(Engine):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        default_model: str | None = None,
+        structured_outputs: bool = True,
+        connect_timeout_s: float = 5.0,
+        timeout_s: float = 120.0,
+        max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        base_url = base_url.rstrip("/")
+        self.base_url = base_url if base_url.endswith("/v1") else base_url + "/v1"
+        self.default_model = default_model
+        self.structured_outputs = structured_outputs
+        self.timeout_s = timeout_s
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+        self._models: list[str] = []
+        self._models_at = -MODELS_CACHE_S
+
+    # ------------------------------------------------------------------ models and health
+
+    async def list_models(self) -> list[str]:
+        if time.monotonic() - self._models_at < MODELS_CACHE_S and self._models:
+            return self._ordered(self._models)
+        data = await self._get_json("/models")
+        try:
+            models = [entry["id"] for entry in data["data"]]
+        except (KeyError, TypeError) as exc:
+            raise EngineBadResponse(f"backend /v1/models answered without model ids: {exc}") from None
+        if not models:
+            raise EngineUnavailable("backend serves no models", retry_after=5)
+        self._models, self._models_at = models, time.monotonic()
+        return self._ordered(models)
+
+    def _ordered(self, models: list[str]) -> list[str]:
+        if self.default_model in models:
+            return [self.default_model] + [m for m in models if m != self.default_model]
+        return list(models)
+
+    async def check_ready(self) -> None:
+        self._models_at = -MODELS_CACHE_S  # readiness asks the backend afresh
+        models = await self.list_models()
+        if self.default_model and self.default_model not in models:
+            raise EngineUnavailable(
+                f"backend does not serve the configured model {self.default_model!r}; it serves {models}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # ------------------------------------------------------------------ generation
+
+    async def _resolve_model(self, model: str | None) -> str:
+        models = await self.list_models()
+        if model is None:
+            return models[0]
+        if model not in models:
+            self._models_at = -MODELS_CACHE_S  # an adapter may have been loaded since
+            models = await self.list_models()
+            if model not in models:
+                raise UnknownModel(f"model {model!r} is not served; available: {', '.join(models)}",
+                                   param="model")
+        return model
+
+    def _body(self, messages: ChatMessages, params: SamplingParams, model: str, stream: bool) -> dict:
+        body = {
+            "model": model,
+            "messages": messages,
+            "max_completion_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": stream,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        regex = params.regex
+        if regex is None and params.allowed_prefixes:
+            regex = "(" + "|".join(re.escape(p) for p in params.allowed_prefixes) + r")[\s\S]*"
+        if self.structured_outputs and regex:
+            body["structured_outputs"] = {"regex": regex}
+        return body
+
+    async def complete(self, messages: ChatMessages, params: SamplingParams,
+                       model: str | None = None) -> Completion:
+        body = self._body(messages, params, await self._resolve_model(model), stream=False)
+        data = await self._post_json("/chat/completions", body)
+        try:
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            return Completion(
+                text=choice["message"].get("content") or "",
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+                finish_reason=choice.get("finish_reason") or "stop",
+            )
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise EngineBadResponse(f"backend answered an unexpected completion: {exc!r}") from None
+
+    async def stream(self, messages: ChatMessages, params: SamplingParams,
+                     model: str | None = None) -> AsyncIterator[StreamChunk]:
+        body = self._body(messages, params, await self._resolve_model(model), stream=True)
+        text, usage, finish = [], {}, "stop"
+        deadline = time.monotonic() + self.timeout_s
+        async with self._request("POST", "/chat/completions", body) as response:
+            lines = response.aiter_lines()
+            while True:
+                try:
+                    line = await asyncio.wait_for(anext(lines), max(0.0, deadline - time.monotonic()))
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    raise EngineTimeout(f"backend stream exceeded {self.timeout_s:g} s") from None
+                except httpx.HTTPError as exc:
+                    raise _transport_error(exc) from None
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                event = _load_json(payload)
+                if "error" in event:
+                    raise _error_from_body(500, event)
+                if event.get("usage"):
+                    usage = event["usage"]
+                for choice in event.get("choices") or ():
+                    delta = (choice.get("delta") or {}).get("content") or ""
+                    finish = choice.get("finish_reason") or finish
+                    if delta:
+                        text.append(delta)
+                        yield StreamChunk(delta)
+        yield StreamChunk("", Completion(
+            text="".join(text),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=finish,
+        ))
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _get_json(self, path: str) -> dict:
+        async with self._request("GET", path) as response:
+            return _load_json(await _read(response))
+
+    async def _post_json(self, path: str, body: dict) -> dict:
+        async with self._request("POST", path, body) as response:
+            return _load_json(await _read(response))
+
+    def _request(self, method: str, path: str, body: dict | None = None):
+        return _Exchange(self._client, method, self.base_url + path, body, self.timeout_s)
+
+
+class _Exchange:
+    """One request as an async context manager: transport errors and HTTP errors mapped to
+    engine errors, and a total deadline on the response headers."""
+
+    def __init__(self, client, method, url, body, timeout_s):
+        self._cm = client.stream(method, url, json=body)
+        self._timeout_s = timeout_s
+
+    async def __aenter__(self) -> httpx.Response:
+        try:
+            response = await asyncio.wait_for(self._cm.__aenter__(), self._timeout_s)
+        except asyncio.TimeoutError:
+            raise EngineTimeout(f"backend did not answer within {self._timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+        if response.status_code >= 400:
+            try:
+                body = _load_json(await _read(response))
+            except EngineBadResponse:
+                body = {}
+            await self._cm.__aexit__(None, None, None)
+            raise _error_from_body(response.status_code, body, response.headers.get("retry-after"))
+        return response
+
+    async def __aexit__(self, *exc_info):
+        await self._cm.__aexit__(*exc_info)
+
+
+async def _read(response: httpx.Response) -> bytes:
+    try:
+        return await response.aread()
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc) from None
+
+
+def _load_json(raw: bytes | str) -> dict:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise EngineBadResponse("backend answered with something that is not JSON") from None
+    if not isinstance(data, dict):
+        raise EngineBadResponse("backend answered with JSON that is not an object")
+    return data
+
+
+def _transport_error(exc: httpx.HTTPError):
+    if isinstance(exc, httpx.TimeoutException):
+        return EngineTimeout(f"backend timed out: {type(exc).__name__}")
+    if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError)):
+        return EngineUnavailable(f"backend unreachable: {exc or type(exc).__name__}", retry_after=5)
+    return EngineBadResponse(f"backend transport error: {exc or type(exc).__name__}")
+
+
+def _error_from_body(status: int, body: dict, retry_after: str | None = None):
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        message, param = str(error.get("message") or "backend error"), error.get("param")
+    else:
+        message, param = str(error or body.get("message") or f"backend answered HTTP {status}"), None
+    param = param if isinstance(param, str) else None
+    try:
+        wait = float(retry_after) if retry_after else None
+    except ValueError:
+        wait = None
+    if status == 404 and (param == "model" or "model" in message.lower()):
+        return UnknownModel(message, param="model")
+    if status in (400, 413, 422):
+        return EngineRejected(f"backend rejected the request: {message}", param=param)
+    if status in (429, 503):
+        return EngineUnavailable(f"backend busy: {message}", retry_after=wait or 1)
+    if status == 504:
+        return EngineTimeout(f"backend timed out: {message}")
+    return EngineBadResponse(f"backend error (HTTP {status}): {message}")

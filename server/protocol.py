@@ -1,0 +1,140 @@
+"""Request and response schemas of the gateway (pydantic v2).
+
+Two front doors onto one service:
+- `/v1/chat` (native): strict schema, unknown fields rejected, structured response;
+- `/v1/chat/completions` (OpenAI-compatible): unknown OpenAI fields tolerated so official
+  clients work unchanged; askwise fields (`costs`, `preset`, `documents`) travel as extra
+  body fields and the parsed action comes back in the extra `askwise` response field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from askwise.policy.actions import Action
+from askwise.policy.costs import CostOverrides
+
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+MaxTokens = Annotated[int, Field(ge=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DocumentIn(_Strict):
+    text: StrictStr = Field(description="The document's content.")
+    title: StrictStr = Field("", description="Optional title, shown to the model before the text.")
+
+
+class MessageIn(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: StrictStr
+    action: Action | None = Field(None, description="For assistant turns: the action it was "
+                                  "(returned by this API); lets the policy see its own format.")
+
+
+class ChatRequest(_Strict):
+    messages: list[MessageIn] = Field(min_length=1, description="The conversation so far, "
+                                      "ending with the user's turn.")
+    documents: list[DocumentIn | StrictStr] = Field(default_factory=list, description="Grounding "
+                                                    "documents the answer must come from.")
+    preset: StrictStr | None = Field(None, description="Named cost preset (GET /v1/presets).")
+    costs: CostOverrides | None = Field(None, description="alpha and/or beta; override the preset.")
+    model: StrictStr | None = Field(None, description="Model name (GET /v1/models); default if omitted.")
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    seed: int | None = None
+    stream: bool = False
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AppliedCosts(BaseModel):
+    alpha: float
+    beta: float
+    preset: str = Field(description="The preset the costs started from (numbers may override it).")
+
+
+class InterpretationOut(BaseModel):
+    interpretation: str
+    answer: str
+
+
+class PolicyResult(BaseModel):
+    """What the policy did with this turn; embedded in both response shapes."""
+
+    action: Action
+    message: str = Field(description="What the user sees: the answer, the answers, or the question.")
+    interpretations: list[InterpretationOut] = Field(default_factory=list)
+    costs: AppliedCosts
+    words: int = Field(description="Words in the message; the final answer pays beta for each.")
+    cost_incurred: float = Field(description="alpha for a question; beta * words for an answer.")
+    well_formed: bool = Field(description="False when the model's reply needed a parser fallback.")
+    prompt_format: str
+
+
+class ChatResponse(PolicyResult):
+    id: str
+    object: Literal["askwise.chat"] = "askwise.chat"
+    created: int
+    model: str
+    finish_reason: str
+    usage: Usage
+
+
+# ---------------------------------------------------------------------- OpenAI-compatible
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: StrictStr
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: StrictStr | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class OpenAIChatRequest(BaseModel):
+    # OpenAI clients send fields we do not use (user, logprobs=false, ...): accept them.
+    model_config = ConfigDict(extra="allow")
+
+    model: StrictStr | None = None
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    n: Annotated[int, Field(ge=1)] = 1
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    tools: list | None = None
+    response_format: dict | None = None
+    # askwise extras (extra_body in the openai client)
+    preset: StrictStr | None = None
+    costs: CostOverrides | None = None
+    documents: list[DocumentIn | StrictStr] = Field(default_factory=list)

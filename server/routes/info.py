@@ -1,0 +1,58 @@
+"""Models, presets, liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from askwise.policy.engines import EngineError
+
+from ..errors import APIError
+from ..service import now
+
+
+router = APIRouter(tags=["info"])
+
+
+@router.get("/v1/models")
+async def models(request: Request):
+    service = request.app.state.service
+    try:
+        names = await service.engine.list_models()
+    except EngineError as exc:
+        raise APIError.from_engine(exc) from None
+    return {"object": "list", "data": [
+        {"id": name, "object": "model", "created": now(), "owned_by": "askwise"} for name in names]}
+
+
+@router.get("/v1/presets")
+async def presets(request: Request):
+    service = request.app.state.service
+    return {"object": "list", "data": [
+        {"name": p.name, "alpha": p.costs.alpha, "beta": p.costs.beta, "rationale": p.rationale}
+        for p in service.presets.values()]}
+
+
+@router.get("/healthz")
+async def healthz():
+    """Liveness: the process answers. Says nothing about the model."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request):
+    """Readiness: the model is loaded (embedded) or the backend answers (openai)."""
+    service = request.app.state.service
+    try:
+        await service.engine.check_ready()
+    except EngineError as exc:
+        return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503,
+                            headers={"Retry-After": str(round(exc.retry_after or 5))})
+    return {"status": "ready", "backend": service.settings.backend}
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    registry = request.app.state.service.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

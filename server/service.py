@@ -1,0 +1,255 @@
+"""The chat flow both endpoints share: request -> policy prompt -> engine -> parsed action.
+
+Validation and limits happen before any model work; model names are checked before a
+stream starts, and a stream's first chunk is awaited before the HTTP status is sent, so
+that a backend that is down or a prompt that is too long still gets its proper 4xx/5xx.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from askwise.policy.actions import (
+    Action, ActionStreamParser, ParsedAction, action_regex, parse_action,
+)
+from askwise.policy.costs import CostOverrides, Costs, Preset, UnknownPresetError, resolve_costs
+from askwise.policy.engines import Completion, Engine, EngineError, SamplingParams
+from askwise.policy.prompt import (
+    PROMPT_FORMAT_VERSION, Document, Turn, allowed_actions, render_prompt,
+)
+from askwise.policy.reward import count_words
+
+from .errors import APIError
+from .metrics import Metrics
+from .protocol import AppliedCosts, DocumentIn, InterpretationOut, PolicyResult
+from .settings import Settings
+
+
+# What each action's reply must start with, for engines that force a prefix.
+_PREFIXES = {Action.ANSWER: "#ANSWER ", Action.CLARIFY: "#CLARIFY ", Action.MULTI_ANSWER: "#MULTI_ANS\n"}
+
+
+@dataclass
+class TurnRequest:
+    """A chat request from either endpoint, in the policy's terms."""
+
+    turns: list[Turn]
+    documents: list[Document]
+    preset: str | None
+    costs: CostOverrides | None
+    model: str | None
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    seed: int | None
+
+
+@dataclass
+class Prepared:
+    messages: list[dict[str, str]]
+    params: SamplingParams
+    costs: Costs
+    preset: str
+    model: str
+
+
+@dataclass
+class Outcome:
+    parsed: ParsedAction
+    completion: Completion
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def documents_from(items: list[DocumentIn | str]) -> list[Document]:
+    return [Document(text=d) if isinstance(d, str) else Document(text=d.text, title=d.title)
+            for d in items]
+
+
+class ChatService:
+    def __init__(self, settings: Settings, engine: Engine, presets: dict[str, Preset], metrics: Metrics):
+        self.settings = settings
+        self.engine = engine
+        self.presets = presets
+        self.metrics = metrics
+        self._in_flight = 0
+
+    # ------------------------------------------------------------------ admission
+
+    def acquire(self) -> Callable[[], None]:
+        """Take a serving slot, or answer 429 at once past `max_in_flight`.
+
+        Returns the (idempotent) release: a stream releases when its last byte is sent.
+        """
+        if self._in_flight >= self.settings.max_in_flight:
+            raise APIError(429, f"server is at its limit of {self.settings.max_in_flight} "
+                           "requests in flight; retry shortly", code="server_busy", retry_after=1)
+        self._in_flight += 1
+        self.metrics.in_flight.inc()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._in_flight -= 1
+                self.metrics.in_flight.dec()
+
+        return release
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_limits(self, request: TurnRequest) -> None:
+        s = self.settings
+        if len(request.turns) > s.max_messages:
+            raise APIError(400, f"too many messages: {len(request.turns)} > {s.max_messages}",
+                           param="messages", code="too_many_messages")
+        if len(request.documents) > s.max_documents:
+            raise APIError(400, f"too many documents: {len(request.documents)} > {s.max_documents}",
+                           param="documents", code="too_many_documents")
+        for i, turn in enumerate(request.turns):
+            if len(turn.content) > s.max_message_chars:
+                raise APIError(400, f"message {i} is {len(turn.content)} characters; the limit is "
+                               f"{s.max_message_chars}", param=f"messages.{i}.content",
+                               code="message_too_long")
+        for i, doc in enumerate(request.documents):
+            if len(doc.text) + len(doc.title) > s.max_document_chars:
+                raise APIError(400, f"document {i} is longer than {s.max_document_chars} characters",
+                               param=f"documents.{i}", code="document_too_long")
+        total = sum(len(t.content) for t in request.turns)
+        total += sum(len(d.text) + len(d.title) for d in request.documents)
+        if total > s.max_total_chars:
+            raise APIError(400, f"messages and documents total {total} characters; the limit is "
+                           f"{s.max_total_chars}", param="messages", code="request_too_long")
+        users = [t for t in request.turns if t.role == "user"]
+        if not users or not users[-1].content.strip():
+            raise APIError(400, "the conversation needs a non-empty user message",
+                           param="messages", code="no_user_message")
+        if request.turns[-1].role != "user":
+            raise APIError(400, "the last message must be the user's: the policy acts on a user turn",
+                           param="messages", code="last_message_not_user")
+        if request.max_tokens is not None and request.max_tokens > s.max_tokens_limit:
+            raise APIError(400, f"max_tokens is {request.max_tokens}; the limit is {s.max_tokens_limit}",
+                           param="max_tokens", code="max_tokens_too_large")
+
+    async def prepare(self, request: TurnRequest) -> Prepared:
+        self._check_limits(request)
+        try:
+            costs, preset = resolve_costs(self.presets, request.preset, request.costs)
+        except UnknownPresetError as exc:
+            raise APIError(400, str(exc), param="preset", code="unknown_preset") from None
+        try:
+            models = await self.engine.list_models()
+        except EngineError as exc:
+            raise APIError.from_engine(exc) from None
+        model = request.model or self.settings.model or models[0]
+        if model not in models:
+            raise APIError(404, f"model {model!r} does not exist; available: {', '.join(models)}",
+                           param="model", code="model_not_found")
+        actions = allowed_actions(request.turns, self.settings.max_questions)
+        params = SamplingParams(
+            max_tokens=request.max_tokens or self.settings.default_max_tokens,
+            temperature=(self.settings.default_temperature if request.temperature is None
+                         else request.temperature),
+            top_p=1.0 if request.top_p is None else request.top_p,
+            seed=request.seed,
+            allowed_prefixes=tuple(_PREFIXES[a] for a in actions),
+            regex=action_regex(actions),
+        )
+        messages = render_prompt(request.turns, costs, request.documents,
+                                 max_questions=self.settings.max_questions)
+        return Prepared(messages, params, costs, preset, model)
+
+    # ------------------------------------------------------------------ running
+
+    def result(self, prepared: Prepared, parsed: ParsedAction) -> PolicyResult:
+        words = count_words(parsed.message)
+        if parsed.action is Action.CLARIFY:
+            cost = prepared.costs.alpha
+        else:
+            cost = prepared.costs.beta * words
+        if not parsed.well_formed:
+            self.metrics.malformed.inc()
+        return PolicyResult(
+            action=parsed.action,
+            message=parsed.message,
+            interpretations=[InterpretationOut(interpretation=i.interpretation, answer=i.answer)
+                             for i in parsed.interpretations],
+            costs=AppliedCosts(alpha=prepared.costs.alpha, beta=prepared.costs.beta,
+                               preset=prepared.preset),
+            words=words,
+            cost_incurred=cost,
+            well_formed=parsed.well_formed,
+            prompt_format=PROMPT_FORMAT_VERSION,
+        )
+
+    def _count_tokens(self, completion: Completion) -> None:
+        self.metrics.tokens.labels("prompt").inc(completion.prompt_tokens)
+        self.metrics.tokens.labels("completion").inc(completion.completion_tokens)
+
+    async def run(self, prepared: Prepared) -> Outcome:
+        try:
+            completion = await self.engine.complete(prepared.messages, prepared.params, prepared.model)
+        except EngineError as exc:
+            self.metrics.backend_errors.labels(exc.code).inc()
+            raise APIError.from_engine(exc) from None
+        self._count_tokens(completion)
+        return Outcome(parse_action(completion.text), completion)
+
+    async def open_stream(self, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
+        """Start generating and wait for the first chunk, so that errors get an HTTP status.
+
+        Returns an iterator of events: ("action", Action) once the tag is known,
+        ("delta", str) for user-visible text, and finally ("done", Outcome).
+        """
+        chunks = self.engine.stream(prepared.messages, prepared.params, prepared.model)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except EngineError as exc:
+            self.metrics.backend_errors.labels(exc.code).inc()
+            raise APIError.from_engine(exc) from None
+        return self._events(first, chunks)
+
+    async def _events(self, first, chunks) -> AsyncIterator[tuple[str, object]]:
+        parser = ActionStreamParser()
+        announced = False
+        try:
+            chunk = first
+            while chunk is not None:
+                if chunk.completion is not None:
+                    tail, parsed = parser.finish()
+                    if not announced:
+                        yield "action", parsed.action
+                    if tail:
+                        yield "delta", tail
+                    self._count_tokens(chunk.completion)
+                    yield "done", Outcome(parsed, chunk.completion)
+                    return
+                delta = parser.feed(chunk.text)
+                if not announced and parser.action is not None:
+                    announced = True
+                    yield "action", parser.action
+                if delta:
+                    yield "delta", delta
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    chunk = None
+        except EngineError as exc:
+            self.metrics.backend_errors.labels(exc.code).inc()
+            raise APIError.from_engine(exc) from None
+        finally:
+            await chunks.aclose()
+        raise APIError(502, "the backend ended the stream without a final result",
+                       code="backend_error")
+
+
+def now() -> int:
+    return int(time.time())

