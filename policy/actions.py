@@ -58,8 +58,8 @@ _TAG_RE = re.compile(
     r"|(?P<bare>MULTI_ANS|ANSWER|CLARIFY):",
     re.IGNORECASE,
 )
-# Characters between the tag and the message.
-_AFTER_TAG = " \t:*_"
+# Between the tag and the message: the close of "**#TAG**", a colon, spaces.
+_AFTER_TAG = re.compile(r"(?:\*\*|__)?:?[ \t]*")
 # A tag is at most 16 characters; this much text after the lead-in is enough to decide.
 _DECIDE_CHARS = 20
 
@@ -100,9 +100,7 @@ def _split_tag(text: str, final: bool) -> tuple[bool, Action | None, int]:
     if match is None:
         return True, None, 0
     name = (match.group("hash") or match.group("bare")).upper()
-    body = lead + match.end()
-    while body < len(text) and text[body] in _AFTER_TAG:
-        body += 1
+    body = _AFTER_TAG.match(text, lead + match.end()).end()
     if body == len(text) and not final:
         # "#ANSWER " so far: the separator may continue; wait for the message to start.
         return False, None, 0

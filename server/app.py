@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from askwise import __version__
 from askwise.policy.costs import load_presets
@@ -73,24 +74,26 @@ class _Guard:
                 return await error_response(APIError(
                     401, "missing or wrong API key (Authorization: Bearer <key>)",
                     code="invalid_api_key"))(scope, receive, send)
-        too_large = APIError(413, f"request body is larger than {self.max_body} bytes",
-                             code="request_too_large")
+        message = f"request body is larger than {self.max_body} bytes"
         try:
             declared = int(headers.get(b"content-length", b"0"))
         except ValueError:
             declared = 0
         if declared > self.max_body:
-            return await error_response(too_large)(scope, receive, send)
+            return await error_response(APIError(413, message, code="request_too_large"))(
+                scope, receive, send)
         seen = 0
 
         async def counted_receive():
             nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+            event = await receive()
+            if event["type"] == "http.request":
+                seen += len(event.get("body", b""))
                 if seen > self.max_body:
-                    raise too_large
-            return message
+                    # An HTTPException, because FastAPI turns any other error raised while
+                    # it reads the body into a generic 400.
+                    raise StarletteHTTPException(413, message)
+            return event
 
         return await self.app(scope, counted_receive, send)
 

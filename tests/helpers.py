@@ -1,0 +1,74 @@
+"""Starting real servers on 127.0.0.1 for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A subprocess serving HTTP on loopback, with its log kept for failure messages."""
+
+    def __init__(self, args: list[str], port: int, log: Path, ready_path: str = "/healthz",
+                 env: dict | None = None):
+        self.args, self.port, self.log, self.ready_path = args, port, log, ready_path
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 300) -> "ServerProcess":
+        self.process = subprocess.Popen(self.args, stdout=open(self.log, "wb"),
+                                        stderr=subprocess.STDOUT, env=self.env,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.args} exited early:\n{self.tail()}")
+            try:
+                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"{self.args} not ready after {timeout_s} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def gateway(tmp_dir: Path, *flags: str, ready_path: str = "/readyz", timeout_s: float = 300,
+            env: dict | None = None) -> ServerProcess:
+    """`askwise serve` exactly as a user runs it, on a free port."""
+    port = free_port()
+    args = [sys.executable, "-m", "askwise", "serve", "--port", str(port), "--torch-threads", "1",
+            *flags]
+    return ServerProcess(args, port, tmp_dir / f"gateway-{port}.log", ready_path, env).start(timeout_s)

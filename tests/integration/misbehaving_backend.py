@@ -1,0 +1,68 @@
+"""An OpenAI-compatible server that fails on purpose, to test how the gateway copes.
+
+Real vLLM cannot be asked to send garbage, hang or crash on demand; this server can. The
+model name picks the failure. Run: python misbehaving_backend.py PORT
+"""
+
+import asyncio
+import json
+import sys
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+
+app = FastAPI()
+MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded"]
+
+
+@app.get("/v1/models")
+async def models():
+    return {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]}
+
+
+def completion(text: str) -> dict:
+    return {"id": "x", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+
+
+@app.post("/v1/chat/completions")
+async def chat(request: Request):
+    body = await request.json()
+    model = body["model"]
+    if model == "garbage":
+        return PlainTextResponse("<html>not json</html>")
+    if model == "slow":
+        await asyncio.sleep(30)
+    if model == "crash":
+        return JSONResponse({"error": {"message": "engine died"}}, status_code=500)
+    if model == "overloaded":
+        return JSONResponse({"error": {"message": "queue full"}}, status_code=503,
+                            headers={"Retry-After": "7"})
+    if model == "wait":
+        await asyncio.sleep(1.5)
+    text = "Paris is the capital of France, as everyone knows."
+    if not body.get("stream"):
+        return completion(text)
+
+    async def events():
+        yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "Paris "}}]}) + "\n\n"
+        if model == "midstream-error":
+            yield "data: " + json.dumps({"error": {"message": "worker lost"}}) + "\n\n"
+            return
+        yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "is nice."},
+                                                  "finish_reason": "stop"}]}) + "\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.get("/health")
+async def health():
+    return {}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

@@ -1,0 +1,86 @@
+"""The in-process engine with the real base model: batching, constraints, streaming."""
+
+import asyncio
+
+import pytest
+
+from askwise.policy.engines import EngineRejected, SamplingParams, UnknownModel
+from askwise.policy.engines.transformers_engine import TransformersEngine
+
+
+QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "Name three colors.",
+             "What is 2+2?"]
+
+
+def chat(question):
+    return [{"role": "user", "content": question}]
+
+
+@pytest.fixture(scope="module")
+def engine(base_checkpoint):
+    engine = TransformersEngine(base_checkpoint, threads=1, max_batch_size=8, batch_wait_s=0.05,
+                                max_model_len=512)
+    engine.wait_ready(300)
+    yield engine
+    asyncio.run(engine.aclose())
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_a_batch_and_match_serial_greedy(engine):
+    params = SamplingParams(max_tokens=24)
+    serial = [run(engine.complete(chat(q), params)) for q in QUESTIONS]
+    waves = engine.waves
+    batched = run(engine.complete_batch([chat(q) for q in QUESTIONS], params))
+    assert engine.waves - waves < len(QUESTIONS)  # batched, not one request at a time
+    assert [c.text for c in batched] == [c.text for c in serial]
+    assert all(c.prompt_tokens > 0 and c.completion_tokens > 0 for c in batched)
+
+
+@pytest.mark.parametrize("prefix", ["#ANSWER ", "#CLARIFY ", "#MULTI_ANS\n"])
+def test_allowed_prefixes_force_the_start(engine, prefix):
+    completion = run(engine.complete(chat("Who won the world cup?"),
+                                     SamplingParams(max_tokens=12, allowed_prefixes=(prefix,))))
+    assert completion.text.startswith(prefix)
+
+
+def test_prefix_choice_is_left_to_the_model(engine):
+    prefixes = ("#ANSWER ", "#CLARIFY ", "#MULTI_ANS\n")
+    texts = run(engine.complete_batch([chat(q) for q in QUESTIONS],
+                                      SamplingParams(max_tokens=8, allowed_prefixes=prefixes)))
+    assert all(any(c.text.startswith(p) for p in prefixes) for c in texts)
+
+
+def test_stream_pieces_add_up_to_the_completion(engine):
+    async def collect():
+        return [chunk async for chunk in engine.stream(chat("Who wrote Hamlet?"),
+                                                       SamplingParams(max_tokens=20))]
+    chunks = run(collect())
+    assert chunks[-1].completion is not None
+    assert "".join(c.text for c in chunks) == chunks[-1].completion.text
+    assert len(chunks) > 3
+
+
+def test_seeded_sampling_repeats(engine):
+    params = SamplingParams(max_tokens=16, temperature=1.0, top_p=0.9, seed=7)
+    first = run(engine.complete(chat("Tell me a story."), params))
+    second = run(engine.complete(chat("Tell me a story."), params))
+    assert first.text == second.text
+
+
+def test_abandoned_stream_frees_the_engine(engine):
+    async def scenario():
+        stream = engine.stream(chat("Write a long poem about the sea."), SamplingParams(max_tokens=200))
+        await anext(stream)
+        await stream.aclose()
+        return await engine.complete(chat("What is 2+2?"), SamplingParams(max_tokens=8))
+    assert run(scenario()).completion_tokens > 0
+
+
+def test_limits_and_names(engine):
+    with pytest.raises(EngineRejected):
+        run(engine.complete(chat("word " * 600), SamplingParams(max_tokens=8)))
+    with pytest.raises(UnknownModel):
+        run(engine.complete(chat("hi"), SamplingParams(), model="gpt-9"))

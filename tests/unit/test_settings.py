@@ -1,0 +1,32 @@
+import argparse
+
+import pytest
+from pydantic import ValidationError
+
+from askwise.server.settings import Settings, add_arguments, from_arguments
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return from_arguments(parser.parse_args(argv))
+
+
+def test_defaults_serve_the_embedded_model_on_loopback():
+    settings = parse([])
+    assert settings.backend == "embedded" and settings.host == "127.0.0.1"
+
+
+def test_flags_win_over_environment(monkeypatch):
+    monkeypatch.setenv("ASKWISE_PORT", "9001")
+    monkeypatch.setenv("ASKWISE_BACKEND_URL", "http://env:1/v1")
+    settings = parse(["--port", "9002", "--backend", "openai", "--no-structured-outputs"])
+    assert settings.port == 9002 and settings.backend_url == "http://env:1/v1"
+    assert settings.structured_outputs is False
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(ValidationError):
+        Settings(port=0)
+    with pytest.raises(SystemExit):
+        parse(["--backend", "tgi"])
