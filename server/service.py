@@ -28,8 +28,10 @@ from .protocol import AppliedCosts, DocumentIn, InterpretationOut, PolicyResult
 from .settings import Settings
 
 
-# What each action's reply must start with, for engines that force a prefix.
-_PREFIXES = {Action.ANSWER: "#ANSWER ", Action.CLARIFY: "#CLARIFY ", Action.MULTI_ANSWER: "#MULTI_ANS\n"}
+# What each action's reply must start with, for engines that force a prefix. A multi-answer
+# starts its first reading too: small models then keep to the "If you mean X: A" lines.
+_PREFIXES = {Action.ANSWER: "#ANSWER ", Action.CLARIFY: "#CLARIFY ",
+             Action.MULTI_ANSWER: "#MULTI_ANS\nIf you mean "}
 
 
 @dataclass

@@ -283,8 +283,7 @@ class TransformersEngine(Engine):
                             cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
         active = list(range(len(rows)))  # row index of each line of the batch
         while active:
-            tokens = [self._pick(rows[i], logits[line], generators[i])
-                      for line, i in enumerate(active)]
+            tokens = self._pick([rows[i] for i in active], logits, [generators[i] for i in active])
             keep = []
             for line, (i, token) in enumerate(zip(active, tokens)):
                 if self._advance(rows[i], token):
@@ -311,20 +310,27 @@ class TransformersEngine(Engine):
             generator.manual_seed(seed)
         return generator
 
-    def _pick(self, request: _Request, logits, generator) -> int:
+    def _pick(self, rows: list[_Request], logits, generators) -> list[int]:
+        """The next token of every row. Greedy rows share one argmax (one device sync per
+        step, not one per row); sampled rows use their own seeded generator."""
         torch = self._torch
         logits = logits.float()
-        allowed = self._prefix_tokens(request)
-        if allowed:
-            index = torch.tensor(allowed, device=logits.device)
-            masked = torch.full_like(logits, float("-inf"))
-            masked[index] = logits[index]
-            logits = masked
-        params = request.params
-        if params.temperature <= 0:
-            return int(torch.argmax(logits))
-        logits = logits / params.temperature
-        probs = torch.softmax(logits, dim=-1)
+        for line, request in enumerate(rows):
+            allowed = self._prefix_tokens(request)
+            if allowed:
+                index = torch.tensor(allowed, device=logits.device)
+                masked = torch.full_like(logits[line], float("-inf"))
+                masked[index] = logits[line, index]
+                logits[line] = masked
+        tokens = torch.argmax(logits, dim=-1).tolist()
+        for line, request in enumerate(rows):
+            if request.params.temperature > 0:
+                tokens[line] = self._sample(logits[line], request.params, generators[line])
+        return tokens
+
+    def _sample(self, logits, params: SamplingParams, generator) -> int:
+        torch = self._torch
+        probs = torch.softmax(logits / params.temperature, dim=-1)
         if params.top_p < 1.0:
             sorted_probs, order = torch.sort(probs, descending=True)
             # Keep the smallest set whose mass reaches top_p (always the most likely token).
