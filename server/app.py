@@ -49,7 +49,8 @@ def make_engine(settings: Settings) -> Engine:
         return Path(path)
 
     return TransformersEngine(
-        checkpoint, model_name=settings.model or DEFAULT_MODEL_NAME, device=settings.device,
+        checkpoint, model_name=settings.model or DEFAULT_MODEL_NAME, adapter=settings.adapter,
+        device=settings.device,
         dtype=settings.dtype, threads=settings.torch_threads, max_batch_size=settings.max_batch_size,
         batch_wait_s=settings.batch_wait_ms / 1000, max_model_len=settings.max_model_len,
     ).start()

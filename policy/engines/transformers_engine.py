@@ -69,6 +69,7 @@ class TransformersEngine(Engine):
         model_path: str | Path | Callable[[], str | Path],
         *,
         model_name: str = "askwise-default",
+        adapter: str | Path | None = None,
         device: str = "auto",
         dtype: str = "auto",
         threads: int | None = 1,
@@ -79,6 +80,7 @@ class TransformersEngine(Engine):
         # A callable is resolved in the worker: finding (or converting) the checkpoint can
         # take a while, and the server should answer /healthz meanwhile.
         self.model_path = model_path
+        self.adapter = adapter
         self.model_name = model_name
         self.device_name = device
         self.dtype_name = dtype
@@ -214,6 +216,10 @@ class TransformersEngine(Engine):
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        if self.adapter is not None:
+            from ..checkpoints import apply_adapter
+
+            self.model = apply_adapter(self.model, self.adapter)
         self.model.to(self.device).eval()
         eos = {self.tokenizer.eos_token_id}
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)

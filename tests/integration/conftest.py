@@ -34,3 +34,19 @@ def misbehaving_backend(logs):
                            logs / "misbehaving.log", ready_path="/health").start(60)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def adapter(base_checkpoint, tmp_path_factory) -> Path:
+    """A LoRA adapter with random weights: it visibly changes the model's replies."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base_checkpoint)
+    lora = get_peft_model(model, LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                            init_lora_weights=False))
+    path = tmp_path_factory.mktemp("adapter")
+    lora.save_pretrained(path)
+    return path

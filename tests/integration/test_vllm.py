@@ -22,22 +22,6 @@ QUESTION = [{"role": "user", "content": "Who won the world cup?"}]
 
 
 @pytest.fixture(scope="module")
-def adapter(base_checkpoint, tmp_path_factory):
-    """A LoRA adapter with random weights: enough to prove vLLM routes by model name."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base_checkpoint)
-    lora = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                            init_lora_weights=False))
-    path = tmp_path_factory.mktemp("adapter")
-    lora.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def vllm(base_checkpoint, adapter, logs):
     server = VLLMServer(model=base_checkpoint, port=free_port(), adapters={"askwise-lora": adapter},
                         kv_cache_gib=1, max_lora_rank=8, log_path=logs / "vllm.log")

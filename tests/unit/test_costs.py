@@ -75,3 +75,13 @@ def test_format_cost_is_plain_numbers():
     assert format_cost(0.005) == "0.005"
     assert format_cost(0) == "0"
     assert format_cost(0.1) == "0.1"
+
+
+def test_checkpoint_of_another_prompt_format_is_refused(tmp_path):
+    from askwise.policy.checkpoints import CheckpointError, check_prompt_format, write_meta
+
+    write_meta(tmp_path, kind="lora", prompt_format="askwise-prompt-0")
+    with pytest.raises(CheckpointError, match="askwise-prompt-0"):
+        check_prompt_format(tmp_path)
+    write_meta(tmp_path, kind="base")
+    check_prompt_format(tmp_path)  # untrained checkpoints record no format

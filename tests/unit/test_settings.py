@@ -20,9 +20,9 @@ def test_defaults_serve_the_embedded_model_on_loopback():
 def test_flags_win_over_environment(monkeypatch):
     monkeypatch.setenv("ASKWISE_PORT", "9001")
     monkeypatch.setenv("ASKWISE_BACKEND_URL", "http://env:1/v1")
-    settings = parse(["--port", "9002", "--backend", "openai", "--no-structured-outputs"])
+    settings = parse(["--port", "9002", "--backend", "openai", "--structured-outputs", "off"])
     assert settings.port == 9002 and settings.backend_url == "http://env:1/v1"
-    assert settings.structured_outputs is False
+    assert settings.structured_outputs == "off"
 
 
 def test_bad_values_are_refused():
