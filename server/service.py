@@ -194,12 +194,24 @@ class ChatService:
         self.metrics.tokens.labels("prompt").inc(completion.prompt_tokens)
         self.metrics.tokens.labels("completion").inc(completion.completion_tokens)
 
+    def _backend_failure(self, exc: EngineError) -> APIError:
+        self.metrics.backend_errors.labels(exc.code).inc()
+        return APIError.from_engine(exc)
+
+    async def _next(self, chunks):
+        """The next chunk, or None at the end; engine errors become API errors."""
+        try:
+            return await anext(chunks)
+        except StopAsyncIteration:
+            return None
+        except EngineError as exc:
+            raise self._backend_failure(exc) from None
+
     async def run(self, prepared: Prepared) -> Outcome:
         try:
             completion = await self.engine.complete(prepared.messages, prepared.params, prepared.model)
         except EngineError as exc:
-            self.metrics.backend_errors.labels(exc.code).inc()
-            raise APIError.from_engine(exc) from None
+            raise self._backend_failure(exc) from None
         self._count_tokens(completion)
         return Outcome(parse_action(completion.text), completion)
 
@@ -210,20 +222,13 @@ class ChatService:
         ("delta", str) for user-visible text, and finally ("done", Outcome).
         """
         chunks = self.engine.stream(prepared.messages, prepared.params, prepared.model)
-        try:
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            first = None
-        except EngineError as exc:
-            self.metrics.backend_errors.labels(exc.code).inc()
-            raise APIError.from_engine(exc) from None
+        first = await self._next(chunks)
         return self._events(first, chunks)
 
-    async def _events(self, first, chunks) -> AsyncIterator[tuple[str, object]]:
+    async def _events(self, chunk, chunks) -> AsyncIterator[tuple[str, object]]:
         parser = ActionStreamParser()
         announced = False
         try:
-            chunk = first
             while chunk is not None:
                 if chunk.completion is not None:
                     tail, parsed = parser.finish()
@@ -240,13 +245,7 @@ class ChatService:
                     yield "action", parser.action
                 if delta:
                     yield "delta", delta
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    chunk = None
-        except EngineError as exc:
-            self.metrics.backend_errors.labels(exc.code).inc()
-            raise APIError.from_engine(exc) from None
+                chunk = await self._next(chunks)
         finally:
             await chunks.aclose()
         raise APIError(502, "the backend ended the stream without a final result",

@@ -95,7 +95,6 @@ class TransformersEngine(Engine):
         self._load_error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.waves = 0  # batches run so far, for tests and benchmarks
-        self.rows = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,11 +112,14 @@ class TransformersEngine(Engine):
         if self._load_error is not None:
             raise EngineUnavailable(f"model failed to load: {self._load_error}")
 
-    async def check_ready(self) -> None:
+    def _raise_unless_ready(self) -> None:
         if self._load_error is not None:
             raise EngineUnavailable(f"model failed to load: {self._load_error}")
         if not self._ready.is_set():
             raise EngineUnavailable("model is loading", retry_after=5)
+
+    async def check_ready(self) -> None:
+        self._raise_unless_ready()
 
     async def aclose(self) -> None:
         with self._cond:
@@ -135,9 +137,7 @@ class TransformersEngine(Engine):
         if model not in (None, self.model_name):
             raise UnknownModel(f"model {model!r} is not served here; available: {self.model_name}",
                                param="model")
-        if self._load_error is not None or not self._ready.is_set():
-            raise EngineUnavailable(
-                "model failed to load" if self._load_error else "model is loading", retry_after=5)
+        self._raise_unless_ready()
         request = _Request(messages, params, asyncio.get_running_loop(), asyncio.Queue(), want_deltas)
         with self._cond:
             if self._stopping:
@@ -262,7 +262,6 @@ class TransformersEngine(Engine):
         if not ready:
             return
         self.waves += 1
-        self.rows += len(ready)
         try:
             with self._torch.inference_mode():
                 self._decode(ready)

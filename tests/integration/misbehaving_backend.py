@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 
 app = FastAPI()
-MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded"]
+MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
+          "slowstream"]
+OPEN_STREAMS = 0
 
 
 @app.get("/v1/models")
@@ -47,6 +49,20 @@ async def chat(request: Request):
     if not body.get("stream"):
         return completion(text)
 
+    async def slow_events():
+        global OPEN_STREAMS
+        OPEN_STREAMS += 1
+        try:
+            for _ in range(300):
+                yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "la "}}]}) + "\n\n"
+                await asyncio.sleep(0.1)
+            yield "data: [DONE]\n\n"
+        finally:
+            OPEN_STREAMS -= 1  # runs when the gateway hangs up
+
+    if model == "slowstream":
+        return StreamingResponse(slow_events(), media_type="text/event-stream")
+
     async def events():
         yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "Paris "}}]}) + "\n\n"
         if model == "midstream-error":
@@ -57,6 +73,11 @@ async def chat(request: Request):
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.get("/stats")
+async def stats():
+    return {"open_streams": OPEN_STREAMS}
 
 
 @app.get("/health")

@@ -129,3 +129,10 @@ def test_metrics(embedded):
                  'askwise_tokens_total{kind="completion"}', "askwise_in_flight_requests",
                  "askwise_backend_errors_total", "askwise_malformed_replies_total"):
         assert name in text
+
+
+def test_openapi_schema_describes_the_chat_api(embedded):
+    schema = httpx.get(embedded.url + "/openapi.json").json()
+    assert {"/v1/chat", "/v1/chat/completions", "/v1/models", "/v1/presets"} <= set(schema["paths"])
+    assert {"ChatRequest", "ChatResponse", "CostOverrides"} <= set(schema["components"]["schemas"])
+
