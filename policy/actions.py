@@ -199,6 +199,17 @@ class ActionStreamParser:
         return delta
 
 
+# How each action's reply starts, for engines that force a prefix. A multi-answer starts its
+# first reading too: small models then keep to the "If you mean X: A" lines.
+ACTION_PREFIXES = {Action.ANSWER: "#ANSWER ", Action.CLARIFY: "#CLARIFY ",
+                   Action.MULTI_ANSWER: "#MULTI_ANS\nIf you mean "}
+
+
+def action_prefixes(actions: tuple[Action, ...] | list[Action] = tuple(Action)) -> tuple[str, ...]:
+    """What a reply limited to `actions` may start with (`SamplingParams.allowed_prefixes`)."""
+    return tuple(ACTION_PREFIXES[a] for a in actions)
+
+
 def action_regex(actions: tuple[Action, ...] | list[Action] = tuple(Action)) -> str:
     """A regular expression for the format, restricted to `actions`.
 

@@ -91,7 +91,7 @@ def questions_asked(turns: list[Turn] | tuple[Turn, ...]) -> int:
     return asked
 
 
-def allowed_actions(turns, max_questions: int) -> tuple[Action, ...]:
+def allowed_actions(turns: list[Turn] | tuple[Turn, ...], max_questions: int) -> tuple[Action, ...]:
     """All actions, or only the final ones once `max_questions` have been asked."""
     if questions_asked(turns) >= max_questions:
         return (Action.ANSWER, Action.MULTI_ANSWER)

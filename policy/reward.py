@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .actions import Action
 from .costs import Costs
 
 
@@ -71,3 +72,9 @@ class Outcome:
 
 def reward(f1: float, questions: int, words: int, costs: Costs) -> float:
     return f1 - costs.alpha * questions - costs.beta * words
+
+
+def turn_cost(action: Action, message: str, costs: Costs) -> float:
+    """What one assistant turn adds to the penalty: alpha for a question, beta per word of a
+    final answer (only the final answer's words are priced)."""
+    return costs.alpha if action is Action.CLARIFY else costs.beta * count_words(message)

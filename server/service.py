@@ -13,25 +13,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from askwise.policy.actions import (
-    Action, ActionStreamParser, ParsedAction, action_regex, parse_action,
+    ActionStreamParser, ParsedAction, action_prefixes, action_regex, parse_action,
 )
 from askwise.policy.costs import CostOverrides, Costs, Preset, UnknownPresetError, resolve_costs
 from askwise.policy.engines import Completion, Engine, EngineError, SamplingParams
 from askwise.policy.prompt import (
     PROMPT_FORMAT_VERSION, Document, Turn, allowed_actions, render_prompt,
 )
-from askwise.policy.reward import count_words
+from askwise.policy.reward import count_words, turn_cost
 
 from .errors import APIError
 from .metrics import Metrics
 from .protocol import AppliedCosts, DocumentIn, InterpretationOut, PolicyResult
 from .settings import Settings
-
-
-# What each action's reply must start with, for engines that force a prefix. A multi-answer
-# starts its first reading too: small models then keep to the "If you mean X: A" lines.
-_PREFIXES = {Action.ANSWER: "#ANSWER ", Action.CLARIFY: "#CLARIFY ",
-             Action.MULTI_ANSWER: "#MULTI_ANS\nIf you mean "}
 
 
 @dataclass
@@ -59,7 +53,7 @@ class Prepared:
 
 
 @dataclass
-class Outcome:
+class Reply:
     parsed: ParsedAction
     completion: Completion
 
@@ -160,7 +154,7 @@ class ChatService:
                          else request.temperature),
             top_p=1.0 if request.top_p is None else request.top_p,
             seed=request.seed,
-            allowed_prefixes=tuple(_PREFIXES[a] for a in actions),
+            allowed_prefixes=action_prefixes(actions),
             regex=action_regex(actions),
         )
         messages = render_prompt(request.turns, costs, request.documents,
@@ -170,11 +164,6 @@ class ChatService:
     # ------------------------------------------------------------------ running
 
     def result(self, prepared: Prepared, parsed: ParsedAction) -> PolicyResult:
-        words = count_words(parsed.message)
-        if parsed.action is Action.CLARIFY:
-            cost = prepared.costs.alpha
-        else:
-            cost = prepared.costs.beta * words
         if not parsed.well_formed:
             self.metrics.malformed.inc()
         return PolicyResult(
@@ -184,8 +173,8 @@ class ChatService:
                              for i in parsed.interpretations],
             costs=AppliedCosts(alpha=prepared.costs.alpha, beta=prepared.costs.beta,
                                preset=prepared.preset),
-            words=words,
-            cost_incurred=cost,
+            words=count_words(parsed.message),
+            cost_incurred=turn_cost(parsed.action, parsed.message, prepared.costs),
             well_formed=parsed.well_formed,
             prompt_format=PROMPT_FORMAT_VERSION,
         )
@@ -207,19 +196,19 @@ class ChatService:
         except EngineError as exc:
             raise self._backend_failure(exc) from None
 
-    async def run(self, prepared: Prepared) -> Outcome:
+    async def run(self, prepared: Prepared) -> Reply:
         try:
             completion = await self.engine.complete(prepared.messages, prepared.params, prepared.model)
         except EngineError as exc:
             raise self._backend_failure(exc) from None
         self._count_tokens(completion)
-        return Outcome(parse_action(completion.text), completion)
+        return Reply(parse_action(completion.text), completion)
 
     async def open_stream(self, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
         """Start generating and wait for the first chunk, so that errors get an HTTP status.
 
         Returns an iterator of events: ("action", Action) once the tag is known,
-        ("delta", str) for user-visible text, and finally ("done", Outcome).
+        ("delta", str) for user-visible text, and finally ("done", Reply).
         """
         chunks = self.engine.stream(prepared.messages, prepared.params, prepared.model)
         first = await self._next(chunks)
@@ -237,7 +226,7 @@ class ChatService:
                     if tail:
                         yield "delta", tail
                     self._count_tokens(chunk.completion)
-                    yield "done", Outcome(parsed, chunk.completion)
+                    yield "done", Reply(parsed, chunk.completion)
                     return
                 delta = parser.feed(chunk.text)
                 if not announced and parser.action is not None:

@@ -9,15 +9,15 @@ from fastapi import APIRouter, Request
 from askwise.policy.prompt import Turn
 
 from ..protocol import ChatRequest, ChatResponse, Usage
-from ..service import Outcome, Prepared, TurnRequest, documents_from, new_id, now
+from ..service import Prepared, Reply, TurnRequest, documents_from, new_id, now
 from .flow import serve_turn
 
 
 router = APIRouter(tags=["chat"])
 
 
-def _usage(outcome: Outcome) -> Usage:
-    c = outcome.completion
+def _usage(reply: Reply) -> Usage:
+    c = reply.completion
     return Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
                  total_tokens=c.prompt_tokens + c.completion_tokens)
 
@@ -41,11 +41,11 @@ async def chat(body: ChatRequest, request: Request):
     )
     request_id, created = new_id("chat"), now()
 
-    def render_json(prepared: Prepared, outcome: Outcome) -> dict:
-        result = service.result(prepared, outcome.parsed)
+    def render_json(prepared: Prepared, reply: Reply) -> dict:
+        result = service.result(prepared, reply.parsed)
         return ChatResponse(id=request_id, created=created, model=prepared.model,
-                            finish_reason=outcome.completion.finish_reason,
-                            usage=_usage(outcome), **result.model_dump()).model_dump(mode="json")
+                            finish_reason=reply.completion.finish_reason,
+                            usage=_usage(reply), **result.model_dump()).model_dump(mode="json")
 
     async def render_stream(prepared: Prepared, events) -> AsyncIterator[dict]:
         async for kind, value in events:

@@ -15,12 +15,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import APIError
-from ..service import ChatService, Outcome, Prepared, TurnRequest
+from ..service import ChatService, Prepared, Reply, TurnRequest
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-RenderJSON = Callable[[Prepared, Outcome], dict]
+RenderJSON = Callable[[Prepared, Reply], dict]
 RenderStream = Callable[[Prepared, AsyncIterator[tuple[str, object]]], AsyncIterator[dict]]
 
 
@@ -55,9 +55,9 @@ async def serve_turn(request: Request, turn: TurnRequest, *, stream: bool, endpo
     try:
         prepared = await service.prepare(turn)
         if not stream:
-            outcome = await service.run(prepared)
-            record(200, outcome.parsed.action.value)
-            return JSONResponse(render_json(prepared, outcome))
+            reply = await service.run(prepared)
+            record(200, reply.parsed.action.value)
+            return JSONResponse(render_json(prepared, reply))
         events = await service.open_stream(prepared)
         handed_over = True
     except APIError as exc:

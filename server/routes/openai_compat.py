@@ -15,7 +15,7 @@ from askwise.policy.prompt import Turn
 
 from ..errors import APIError
 from ..protocol import OpenAIChatRequest
-from ..service import Outcome, Prepared, TurnRequest, documents_from, new_id, now
+from ..service import Prepared, Reply, TurnRequest, documents_from, new_id, now
 from .flow import serve_turn
 
 
@@ -55,18 +55,18 @@ async def chat_completions(body: OpenAIChatRequest, request: Request):
     def envelope(prepared: Prepared, kind: str) -> dict:
         return {"id": completion_id, "object": kind, "created": created, "model": prepared.model}
 
-    def usage(outcome: Outcome) -> dict:
-        c = outcome.completion
+    def usage(reply: Reply) -> dict:
+        c = reply.completion
         return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                 "total_tokens": c.prompt_tokens + c.completion_tokens}
 
-    def render_json(prepared: Prepared, outcome: Outcome) -> dict:
-        result = service.result(prepared, outcome.parsed)
+    def render_json(prepared: Prepared, reply: Reply) -> dict:
+        result = service.result(prepared, reply.parsed)
         return {
             **envelope(prepared, "chat.completion"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.message},
-                         "finish_reason": outcome.completion.finish_reason}],
-            "usage": usage(outcome),
+                         "finish_reason": reply.completion.finish_reason}],
+            "usage": usage(reply),
             "askwise": result.model_dump(mode="json"),
         }
 

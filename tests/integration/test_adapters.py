@@ -2,7 +2,6 @@
 
 import asyncio
 
-import pytest
 import torch
 
 from askwise.policy.checkpoints import merged_checkpoint, read_meta

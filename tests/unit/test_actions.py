@@ -111,3 +111,11 @@ def test_stream_announces_the_action_before_the_end(text):
     for ch in text:
         parser.feed(ch)
     assert parser.action is parse_action(text).action
+
+
+def test_prefixes_parse_as_their_action():
+    from askwise.policy.actions import ACTION_PREFIXES, action_prefixes
+
+    for action, prefix in ACTION_PREFIXES.items():
+        assert parse_action(prefix + "x: y").action is action
+    assert action_prefixes((Action.ANSWER,)) == ("#ANSWER ",)

@@ -33,3 +33,12 @@ def test_reward_prices_questions_and_words():
     outcome = Outcome(f1=0.8, questions=0, words=30)
     assert outcome.reward(Costs(alpha=0, beta=0)) == pytest.approx(0.8)
     assert outcome.reward(Costs(alpha=0, beta=0.02)) == pytest.approx(0.2)
+
+
+def test_turn_cost_prices_questions_once_and_answers_by_the_word():
+    from askwise.policy.actions import Action
+    from askwise.policy.reward import turn_cost
+
+    costs = Costs(alpha=0.3, beta=0.01)
+    assert turn_cost(Action.CLARIFY, "Which year do you mean?", costs) == 0.3
+    assert turn_cost(Action.ANSWER, "France won in 2018", costs) == pytest.approx(0.04)
