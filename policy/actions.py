@@ -205,6 +205,10 @@ ACTION_PREFIXES = {Action.ANSWER: "#ANSWER ", Action.CLARIFY: "#CLARIFY ",
                    Action.MULTI_ANSWER: "#MULTI_ANS\nIf you mean "}
 
 
+# One action per reply: a tag at the start of a later line means the model began a second.
+ACTION_STOP = ("\n#",)
+
+
 def action_prefixes(actions: tuple[Action, ...] | list[Action] = tuple(Action)) -> tuple[str, ...]:
     """What a reply limited to `actions` may start with (`SamplingParams.allowed_prefixes`)."""
     return tuple(ACTION_PREFIXES[a] for a in actions)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from askwise.policy.actions import (
-    ActionStreamParser, ParsedAction, action_prefixes, action_regex, parse_action,
+    ACTION_STOP, ActionStreamParser, ParsedAction, action_prefixes, action_regex, parse_action,
 )
 from askwise.policy.costs import CostOverrides, Costs, Preset, UnknownPresetError, resolve_costs
 from askwise.policy.engines import Completion, Engine, EngineError, SamplingParams
@@ -156,6 +156,7 @@ class ChatService:
             seed=request.seed,
             allowed_prefixes=action_prefixes(actions),
             regex=action_regex(actions),
+            stop=ACTION_STOP,
         )
         messages = render_prompt(request.turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)

@@ -22,7 +22,8 @@ class SamplingParams:
 
     `allowed_prefixes` and `regex` constrain the output. Each engine enforces what it can:
     the in-process engine forces the reply to start with one of `allowed_prefixes`; servers
-    with structured outputs (vLLM) take `regex`, or the prefixes turned into one.
+    with structured outputs (vLLM) take `regex`, or the prefixes turned into one. `stop`
+    strings end the reply, and are not part of it (OpenAI semantics).
     """
 
     max_tokens: int = 256
@@ -31,6 +32,7 @@ class SamplingParams:
     seed: int | None = None
     allowed_prefixes: tuple[str, ...] = ()
     regex: str | None = None
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

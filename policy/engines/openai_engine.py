@@ -119,6 +119,8 @@ class OpenAIEngine(Engine):
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
         if stream:
             body["stream_options"] = {"include_usage": True}
         regex = params.regex

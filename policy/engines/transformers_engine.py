@@ -172,6 +172,7 @@ class TransformersEngine(Engine):
     # ------------------------------------------------------------------ worker thread
 
     def _worker(self) -> None:
+        started = time.perf_counter()
         try:
             self._load()
         except BaseException as exc:  # reported through check_ready and every request
@@ -179,6 +180,9 @@ class TransformersEngine(Engine):
             self._load_error = exc
             self._ready.set()
             return
+        log.info("%s ready in %.1f s: %s%s on %s, %s", self.model_name, time.perf_counter() - started,
+                 self.model_path, f" + adapter {self.adapter}" if self.adapter else "", self.device,
+                 str(self.model.dtype).replace("torch.", ""))
         self._ready.set()
         while True:
             with self._cond:
@@ -365,12 +369,22 @@ class TransformersEngine(Engine):
         if not finished:
             request.out_ids.append(token)
             request.text = self.tokenizer.decode(request.out_ids, skip_special_tokens=True)
+            cut = min((i for i in (request.text.find(s) for s in request.params.stop) if i >= 0),
+                      default=-1)
+            if cut >= 0:
+                request.text, finished = request.text[:cut], True
         done = finished or len(request.out_ids) >= request.params.max_tokens
-        # Hold back a partial UTF-8 character until its last byte arrives.
-        if request.want_deltas and (done or not request.text.endswith("\ufffd")):
-            if len(request.text) > request.sent:
-                request.send("delta", request.text[request.sent:])
-                request.sent = len(request.text)
+        # Hold back a partial UTF-8 character until its last byte arrives, and text that may
+        # turn out to be the start of a stop string.
+        ready = len(request.text)
+        if not done:
+            if request.text.endswith("\ufffd"):
+                ready = request.sent
+            elif request.params.stop:
+                ready -= max(len(s) for s in request.params.stop) - 1
+        if request.want_deltas and ready > request.sent:
+            request.send("delta", request.text[request.sent:ready])
+            request.sent = ready
         if done:
             request.send("done", Completion(
                 text=request.text, prompt_tokens=len(request.prompt_ids),

@@ -86,3 +86,16 @@ def test_limits_and_names(engine):
         run(engine.complete(chat("word " * 600), SamplingParams(max_tokens=8)))
     with pytest.raises(UnknownModel):
         run(engine.complete(chat("hi"), SamplingParams(), model="gpt-9"))
+
+
+def test_stop_strings_end_the_reply_and_are_never_streamed(engine):
+    params = SamplingParams(max_tokens=24, stop=(" of",))
+    full = run(engine.complete(chat("What is the capital of France?"), SamplingParams(max_tokens=24)))
+    assert " of" in full.text  # "The capital of France is Paris."
+
+    async def collect():
+        return [c async for c in engine.stream(chat("What is the capital of France?"), params)]
+    chunks = run(collect())
+    final = chunks[-1].completion
+    assert final.text == full.text[:full.text.index(" of")] and final.finish_reason == "stop"
+    assert "".join(c.text for c in chunks) == final.text

@@ -119,3 +119,11 @@ def test_prefixes_parse_as_their_action():
     for action, prefix in ACTION_PREFIXES.items():
         assert parse_action(prefix + "x: y").action is action
     assert action_prefixes((Action.ANSWER,)) == ("#ANSWER ",)
+
+
+def test_a_second_tag_is_where_a_reply_stops():
+    from askwise.policy.actions import ACTION_STOP
+
+    looping = "#MULTI_ANS\nIf you mean A: 1\n#MULTI_ANS\nIf you mean A: 1"
+    cut = min(looping.find(s, 1) for s in ACTION_STOP)
+    assert parse_action(looping[:cut]).well_formed
