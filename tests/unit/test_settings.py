@@ -30,3 +30,10 @@ def test_bad_values_are_refused():
         Settings(port=0)
     with pytest.raises(SystemExit):
         parse(["--backend", "tgi"])
+
+
+def test_embedded_only_settings_are_refused_with_a_remote_backend(tmp_path):
+    from askwise.server.app import make_engine
+
+    with pytest.raises(ValueError, match="embedded engine"):
+        make_engine(Settings(backend="openai", backend_url="http://127.0.0.1:1/v1", adapter=tmp_path))
