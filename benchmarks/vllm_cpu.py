@@ -7,6 +7,8 @@
    `askwise vllm-cpu --adapter` does): N concurrent requests of exactly `--tokens` tokens
    (`ignore_eos`), straight to vLLM.
 
+3. Start-up: seconds from launching vllm-cpu (`--enforce-eager`, as the tests do) to /health.
+
     python benchmarks/vllm_cpu.py --concurrency 16 --tokens 64
 """
 
@@ -14,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,28 +26,13 @@ import httpx
 from askwise.policy.checkpoints import ensure_base_checkpoint, merged_checkpoint
 from askwise.policy.vllm_cpu import VLLMServer
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import free_port, gateway  # noqa: E402  (the tests' own server launcher)
+
 
 QUESTIONS = ["Who won the world cup?", "When did the bridge open?", "Who wrote the song?",
              "What is the capital?", "How tall is the tower?", "Who is the president?",
              "When was it built?", "Who sang it first?"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(url: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(url)
 
 
 async def fire(url: str, bodies: list[dict]) -> tuple[float, float]:
@@ -62,39 +47,26 @@ async def fire(url: str, bodies: list[dict]) -> tuple[float, float]:
     return tokens / elapsed, len(bodies) / elapsed
 
 
-def gateway(*flags: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "askwise", "serve", "--port", str(port),
-                                "--max-batch-size", "64", *flags],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait(url + "/readyz")
-    return process, url
-
-
 def chat_bodies(n: int, tokens: int) -> list[dict]:
     return [{"preset": "voice", "max_tokens": tokens,
              "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
             for i in range(n)]
 
 
-def compare_backends(base: Path, n: int, tokens: int) -> None:
+def compare_backends(base: Path, n: int, tokens: int, logs: Path) -> None:
     bodies = chat_bodies(n, tokens)
-    process, url = gateway("--base-model", str(base))
-    try:
-        asyncio.run(fire(url + "/v1/chat", bodies[:2]))  # warm-up
-        embedded = asyncio.run(fire(url + "/v1/chat", bodies))
-    finally:
-        process.terminate()
-        process.wait()
-    with VLLMServer(model=base, port=free_port(), kv_cache_gib=1) as vllm:
-        process, url = gateway("--backend", "openai", "--backend-url", vllm.base_url)
+
+    def measure(*flags: str) -> tuple[float, float]:
+        server = gateway(logs, "--max-batch-size", "64", *flags)
         try:
-            asyncio.run(fire(url + "/v1/chat", bodies[:2]))
-            routed = asyncio.run(fire(url + "/v1/chat", bodies))
+            asyncio.run(fire(server.url + "/v1/chat", bodies[:2]))  # warm-up
+            return asyncio.run(fire(server.url + "/v1/chat", bodies))
         finally:
-            process.terminate()
-            process.wait()
+            server.stop()
+
+    embedded = measure("--base-model", str(base))
+    with VLLMServer(model=base, port=free_port(), kv_cache_gib=1) as vllm:
+        routed = measure("--backend", "openai", "--backend-url", vllm.base_url)
     print(f"\n{n} concurrent /v1/chat requests through the gateway (voice preset, max {tokens} tokens)")
     print("| backend | completion tok/s | requests/s |\n| --- | --- | --- |")
     print(f"| embedded (transformers, 1 thread) | {embedded[0]:.1f} | {embedded[1]:.2f} |")
@@ -140,17 +112,26 @@ def compare_adapter_serving(base: Path, n: int, tokens: int) -> None:
     print(f"merged / adapter: {as_merged[0] / as_adapter[0]:.2f}x")
 
 
+def time_startup(base: Path) -> None:
+    started = time.perf_counter()
+    with VLLMServer(model=base, port=free_port(), kv_cache_gib=1):
+        print(f"\nvllm-cpu --enforce-eager: ready after {time.perf_counter() - started:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--only", choices=["backends", "adapter"])
+    parser.add_argument("--only", choices=["backends", "adapter", "startup"])
     args = parser.parse_args()
     base = ensure_base_checkpoint()
     if args.only in (None, "backends"):
-        compare_backends(base, args.concurrency, args.tokens)
+        with tempfile.TemporaryDirectory() as logs:
+            compare_backends(base, args.concurrency, args.tokens, Path(logs))
     if args.only in (None, "adapter"):
         compare_adapter_serving(base, args.concurrency, args.tokens)
+    if args.only in (None, "startup"):
+        time_startup(base)
 
 
 if __name__ == "__main__":
