@@ -12,12 +12,14 @@ from askwise import __version__
 def build_parser() -> argparse.ArgumentParser:
     from askwise.policy import cli as policy_cli
     from askwise.server import cli as server_cli
+    from askwise.training import cli as training_cli
 
     parser = argparse.ArgumentParser(prog="askwise", description="Steerable clarification policies.")
     parser.add_argument("--version", action="version", version=f"askwise {__version__}")
     subcommands = parser.add_subparsers(title="commands", metavar="COMMAND")
     server_cli.register(subcommands)
     policy_cli.register(subcommands)
+    training_cli.register(subcommands)
     return parser
 
 

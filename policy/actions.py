@@ -64,10 +64,12 @@ _AFTER_TAG = re.compile(r"(?:\*\*|__)?:?[ \t]*")
 _DECIDE_CHARS = 20
 
 _BULLET_RE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
-_READING_RE = re.compile(
-    r"^(?:if\s+you\s+(?:mean|meant)|if\s+you(?:'re|\s+are)\s+asking\s+about)\s+"
-    r"(?P<interpretation>.+?)\s*[:,]\s+(?P<answer>\S.*)$",
-    re.IGNORECASE,
+_READING_LEAD = r"^(?:if\s+you\s+(?:mean|meant)|if\s+you(?:'re|\s+are)\s+asking\s+about)\s+"
+# The colon form first: readings are often questions with commas in them ("When did X air,
+# as a short?: 1987"), and splitting those at the comma would score the wrong answer.
+_READING_RES = (
+    re.compile(_READING_LEAD + r"(?P<interpretation>[^:]+?)\s*:\s+(?P<answer>\S.*)$", re.IGNORECASE),
+    re.compile(_READING_LEAD + r"(?P<interpretation>.+?)\s*,\s+(?P<answer>\S.*)$", re.IGNORECASE),
 )
 
 
@@ -114,7 +116,7 @@ def parse_interpretations(body: str) -> tuple[list[Interpretation], bool]:
         line = _BULLET_RE.sub("", line).strip()
         if not line:
             continue
-        match = _READING_RE.match(line)
+        match = next((m for m in (r.match(line) for r in _READING_RES) if m), None)
         if match:
             found.append(Interpretation(match["interpretation"].strip(), match["answer"].strip()))
         else:

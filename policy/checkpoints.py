@@ -66,6 +66,17 @@ def find_base_gguf() -> Path:
     return path
 
 
+# The policy trained by `askwise train` and shipped in this package (training/README.md says
+# how it was made); the embedded server serves it on top of the base model by default.
+DEFAULT_POLICY = "smollm2-135m-askwise-grounded-lora"
+
+
+def default_adapter() -> Path | None:
+    """The shipped policy adapter, or None in a checkout that has not trained one yet."""
+    path = Path(__file__).parent / "trained" / DEFAULT_POLICY
+    return path if (path / "adapter_config.json").is_file() else None
+
+
 def read_meta(path: str | Path) -> dict:
     meta = Path(path) / META_FILE
     if not meta.is_file():

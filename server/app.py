@@ -44,7 +44,7 @@ def make_engine(settings: Settings) -> Engine:
             connect_timeout_s=settings.backend_connect_timeout_s, timeout_s=settings.backend_timeout_s,
             max_connections=settings.max_in_flight)
 
-    from askwise.policy.checkpoints import check_prompt_format, ensure_base_checkpoint
+    from askwise.policy.checkpoints import check_prompt_format, default_adapter, ensure_base_checkpoint
     from askwise.policy.engines.transformers_engine import TransformersEngine
 
     def checkpoint() -> Path:
@@ -52,8 +52,12 @@ def make_engine(settings: Settings) -> Engine:
         check_prompt_format(path)
         return Path(path)
 
+    adapter = settings.adapter
+    if adapter is None and settings.base_model is None and not settings.base_only:
+        # The shipped adapter was trained on the default base; another base gets none.
+        adapter = default_adapter()
     return TransformersEngine(
-        checkpoint, model_name=settings.model or DEFAULT_MODEL_NAME, adapter=settings.adapter,
+        checkpoint, model_name=settings.model or DEFAULT_MODEL_NAME, adapter=adapter,
         device=settings.device, dtype=settings.dtype, threads=settings.torch_threads,
         max_batch_size=settings.max_batch_size,
         batch_wait_s=settings.batch_wait_ms / 1000, max_model_len=settings.max_model_len,

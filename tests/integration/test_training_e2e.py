@@ -1,0 +1,84 @@
+"""One tiny ReST run with the real base model, as a user runs it: `askwise train`, then the
+checkpoint served by the gateway, then `askwise eval` with its tables and plots."""
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from askwise.policy import PROMPT_FORMAT_VERSION
+from askwise.policy.checkpoints import read_meta
+from helpers import gateway
+
+TINY_TRAIN = ["--train-items", "3", "--bootstrap-items", "6", "--samples-per-action", "1",
+              "--free-samples", "1", "--rollout-backend", "transformers", "--batch-size", "4",
+              "--max-tokens", "40", "--examples-per-item", "2", "--torch-threads", "1",
+              "--save-every", "1"]
+
+
+def askwise(*args, timeout=900):
+    result = subprocess.run([sys.executable, "-m", "askwise", *args], capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base_checkpoint):
+    out = tmp_path_factory.mktemp("train")
+    askwise("train", "--output-dir", str(out), *TINY_TRAIN)
+    return out
+
+
+def test_train_writes_a_resumable_run_and_a_servable_adapter(trained):
+    adapter = trained / "adapter"
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert read_meta(adapter)["prompt_format"] == PROMPT_FORMAT_VERSION
+    report = json.loads((trained / "train_report.json").read_text())
+    [iteration] = report["iterations"]
+    assert iteration["episodes"] == 3 * 4  # 3 items x (3 forced first actions + 1 free)
+    assert iteration["cost_pairs_per_episode"] == 9
+    assert iteration["finetune"]["target_tokens"] > 0
+    episodes = (trained / "iter-1" / "episodes.jsonl").read_text().splitlines()
+    assert {json.loads(line)["forced"] for line in episodes} == {"answer", "multi_answer", "clarify", None}
+
+    # Rerunning the same run replays nothing and retrains nothing.
+    before = (trained / "iter-1" / "episodes.jsonl").read_bytes()
+    adapter_bytes = (adapter / "adapter_model.safetensors").read_bytes()
+    askwise("train", "--output-dir", str(trained), *TINY_TRAIN)
+    assert (trained / "iter-1" / "episodes.jsonl").read_bytes() == before
+    assert (adapter / "adapter_model.safetensors").read_bytes() == adapter_bytes
+
+
+def test_the_gateway_serves_the_trained_adapter(trained, tmp_path):
+    server = gateway(tmp_path, "--adapter", str(trained / "adapter"))
+    try:
+        reply = httpx.post(f"{server.url}/v1/chat", timeout=120, json={
+            "messages": [{"role": "user", "content": "Who wrote Hamlet?"}],
+            "documents": [{"text": "Hamlet was written by William Shakespeare."}],
+            "preset": "voice", "max_tokens": 24})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["action"] in {"answer", "multi_answer", "clarify"}
+    finally:
+        server.stop()
+
+
+def test_eval_writes_tables_json_and_plots(trained, tmp_path):
+    out = tmp_path / "eval"
+    askwise("eval", "--adapter", str(trained / "adapter"), "--items", "3", "--alphas", "0.05", "0.5",
+            "--betas", "0.002", "0.03", "--rollout-backend", "transformers", "--torch-threads", "1",
+            "--max-tokens", "40", "--output-dir", str(out))
+    summary = json.loads((out / "eval.json").read_text())
+    assert len(summary["cells"]) == 4
+    for cell in summary["cells"]:
+        assert set(cell["fixed"]) == {"always-answer", "always-multi", "always-clarify"}
+        assert cell["oracle"] >= max(cell["fixed"].values()) - 1e-9
+        assert 0 <= cell["policy"]["clarify_rate"] <= 1
+        assert "prompted" in cell
+    assert summary["unseen_cells"] == 3  # all but (0.5, 0.03) hold a value training never saw
+    assert "| alpha \\ beta |" in (out / "eval.md").read_text()
+    for plot in ("action_rates.png", "reward_by_cell.png"):
+        assert (out / plot).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,157 @@
+"""Episode accounting, relabelling and the simulator, with a rule-following assistant.
+
+`RuleAssistant` is a policy written as rules (it reads the documents in the prompt), playing
+through the real `Engine` interface; the model-backed path runs in tests/integration.
+"""
+
+import asyncio
+import json
+
+from askwise.policy import Action, Costs, Interpretation as Reading
+from askwise.policy.engines.base import Completion, Engine, SamplingParams
+from askwise.training.bootstrap import demonstrations
+from askwise.training.data import Interpretation, Item
+from askwise.training.episodes import Episode, EpisodeSpec, assistant_examples, play_episodes
+from askwise.training.improve import best_choice, improve, select_for_training, training_examples
+from askwise.training.simulator import ReferenceSimulator
+
+ITEM = Item("simpsons", "When did the simpsons first air?", (
+    Interpretation("When did the simpsons first air as a short?", ("April 19, 1987",), 0.5),
+    Interpretation("When did the simpsons first air as a series?", ("December 17, 1989",), 0.5)))
+PLAIN = Item("hamlet", "Who wrote Hamlet?", (Interpretation("Who wrote Hamlet?", ("Shakespeare",), 1.0),))
+
+
+class RuleAssistant(Engine):
+    """Answers with the first reading, lists both, or asks; then answers what the user said."""
+
+    def __init__(self):
+        self.prompts = []
+
+    async def complete(self, messages, params: SamplingParams, model=None) -> Completion:
+        self.prompts.append(messages)
+        prefix = params.allowed_prefixes[0] if len(params.allowed_prefixes) == 1 else "#CLARIFY "
+        if messages[-1]["role"] == "user" and len(messages) > 2:  # the user answered a question
+            text = "#ANSWER " + ("December 17, 1989" if "series" in messages[-1]["content"] else "April 19, 1987")
+        elif prefix.startswith("#ANSWER"):
+            text = "#ANSWER April 19, 1987"
+        elif prefix.startswith("#MULTI_ANS"):
+            text = ("#MULTI_ANS\nIf you mean as a short: April 19, 1987\n"
+                    "If you mean as a series: December 17, 1989")
+        else:
+            text = "#CLARIFY The short or the series?"
+        return Completion(text, 10, 5, "stop")
+
+    def stream(self, messages, params, model=None):
+        raise NotImplementedError
+
+    async def list_models(self):
+        return ["rules"]
+
+    async def check_ready(self):
+        return None
+
+
+def play(specs, engine=None):
+    engine = engine or RuleAssistant()
+    return asyncio.run(play_episodes(engine, ReferenceSimulator(), specs, SamplingParams(), 1)), engine
+
+
+def spec(forced, intent=1, sample=0, item=ITEM):
+    return EpisodeSpec(item, sample, intent, Costs(alpha=0.1, beta=0.01), forced)
+
+
+def test_answer_episode_scores_the_guess_for_the_drawn_intent_and_in_expectation():
+    [episode], _ = play([spec(Action.ANSWER, intent=1)])
+    assert (episode.f1, episode.questions, episode.words) == (0.0, 0, 3)
+    assert episode.f1_by_intent == [1.0, 0.0]
+    assert episode.expected_f1(ITEM) == 0.5
+
+
+def test_multi_answer_is_scored_on_the_users_pick_and_priced_on_the_whole_list():
+    [episode], _ = play([spec(Action.MULTI_ANSWER, intent=1)])
+    assert episode.final == "December 17, 1989" and episode.f1 == 1.0
+    assert episode.words == 18  # both lines are read out
+    assert episode.f1_by_intent == [1.0, 1.0]
+    assert episode.final_action is Action.MULTI_ANSWER
+
+
+def test_clarify_episode_counts_the_question_and_answers_the_real_intent():
+    [episode], engine = play([spec(Action.CLARIFY, intent=1)])
+    assert episode.questions == 1 and episode.f1 == 1.0 and episode.words == 3
+    assert episode.f1_by_intent is None  # the answer depended on the user's reply
+    assert [t["role"] for t in episode.turns] == ["user", "assistant", "user", "assistant"]
+    assert episode.turns[2]["content"] == ITEM.interpretations[1].question
+    # After the one allowed question, the prompt says so.
+    assert "do not ask another" in engine.prompts[-1][0]["content"]
+
+
+def test_the_intent_reaches_the_assistant_only_through_the_users_reply():
+    episodes, engine = play([spec(Action.CLARIFY, intent=i, sample=i) for i in (0, 1)])
+    first_turn_prompts = [p for p in engine.prompts if len(p) == 2]
+    assert len(first_turn_prompts) == 2 and first_turn_prompts[0] == first_turn_prompts[1]
+    for prompt in engine.prompts:
+        text = json.dumps(prompt)
+        assert "December 17, 1989" not in text  # gold answers never reach the assistant
+        if len(prompt) == 2:
+            assert "as a series" not in text and "as a short" not in text
+
+
+def test_episodes_resume_from_their_jsonl(tmp_path):
+    out = tmp_path / "ep.jsonl"
+    specs = [spec(a, sample=k) for k, a in enumerate(Action)]
+    asyncio.run(play_episodes(RuleAssistant(), ReferenceSimulator(), specs[:2], SamplingParams(), 1, out=out))
+    engine = RuleAssistant()
+    episodes = asyncio.run(play_episodes(engine, ReferenceSimulator(), specs, SamplingParams(), 1, out=out))
+    assert [e.sample for e in episodes] == [0, 1, 2]
+    assert len(engine.prompts) == 2  # only the missing clarify episode was played (two turns)
+    assert Episode.from_json(episodes[0].to_json()) == episodes[0]
+
+
+def test_relabelling_picks_the_action_whose_group_pays_most_at_each_cost():
+    specs = [spec(a, intent=k % 2, sample=k) for k, a in enumerate(list(Action) * 2)]
+    episodes, _ = play(specs)
+    grid = [Costs(alpha=a, beta=b) for a in (0.02, 0.6) for b in (0.001, 0.05)]
+    best = {(c.costs.alpha, c.costs.beta): c.action for c in improve([ITEM], episodes, grid)}
+    # answer: 0.5 - 3b; multi: 1 - 18b; clarify: 1 - a - 3b
+    assert best[(0.02, 0.001)] is Action.MULTI_ANSWER  # 0.982 vs 0.977 vs 0.497
+    assert best[(0.02, 0.05)] is Action.CLARIFY
+    assert best[(0.6, 0.001)] is Action.MULTI_ANSWER
+    assert best[(0.6, 0.05)] is Action.ANSWER
+    choice = best_choice(episodes, ITEM, Costs(alpha=0.02, beta=0.05))
+    assert choice.value == 1 - 0.02 - 0.15
+
+
+def test_training_examples_are_reprompted_with_the_costs_they_were_kept_for():
+    episodes, _ = play([spec(a, sample=k) for k, a in enumerate(Action)])
+    grid = [Costs(alpha=a, beta=b) for a in (0.02, 0.6) for b in (0.001, 0.05)]
+    choices = improve([ITEM], episodes, grid)
+    kept = select_for_training(choices, per_item=3, seed=0)
+    assert len({c.action for c in kept}) == 3  # every distinct best action is represented
+    examples = training_examples(kept, {ITEM.id: ITEM}, 1)
+    for choice in kept:
+        alpha = f"costs {choice.costs.alpha:g}."
+        assert any(alpha in m[0]["content"] for m, _ in examples)
+    clarify = [c for c in kept if c.action is Action.CLARIFY][0]
+    pairs = assistant_examples(clarify.episode, clarify.costs, ITEM.documents, 1)
+    assert [reply.split()[0] for _, reply in pairs] == ["#CLARIFY", "#ANSWER"]
+
+
+def test_reference_simulator_picks_the_closest_reading():
+    sim = ReferenceSimulator()
+    readings = (Reading("as a short", "April 19, 1987"), Reading("as a series", "December 17, 1989"))
+    assert asyncio.run(sim.pick(ITEM, 1, readings, "")) == "December 17, 1989"
+    assert asyncio.run(sim.pick(ITEM, 0, (), "whole message")) == "whole message"
+    assert asyncio.run(sim.reply(ITEM, 0, "which?")) == ITEM.interpretations[0].question
+
+
+def test_bootstrap_demonstrates_each_action_without_tying_it_to_the_costs():
+    items = [Item(f"i{k}", ITEM.query, ITEM.interpretations) for k in range(60)]
+    grid = [Costs(alpha=a, beta=0.01) for a in (0.02, 0.5)]
+    examples = demonstrations(items, grid, 1, seed=0)
+    firsts = [reply.split()[0] for messages, reply in examples if len(messages) == 2]
+    assert {firsts.count(tag) for tag in ("#ANSWER", "#MULTI_ANS", "#CLARIFY")} != {0}
+    by_alpha = {}
+    for messages, reply in examples:
+        if len(messages) == 2:
+            by_alpha.setdefault("0.5" in messages[0]["content"].split("costs ")[1][:4], set()).add(reply.split()[0])
+    assert by_alpha[True] == by_alpha[False] == {"#ANSWER", "#MULTI_ANS", "#CLARIFY"}

@@ -1,0 +1,58 @@
+"""`askwise train` and `askwise eval`: flags generated from TrainConfig and EvalConfig."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from askwise.options import add_model_arguments, given_arguments
+
+
+def register(subcommands) -> None:
+    from .config import TrainConfig
+    from .evaluate import EvalConfig
+
+    train = subcommands.add_parser(
+        "train", help="train a steerable policy: collaborative self-play + ReST",
+        description="Bootstrap, then ReST iterations of self-play (grow), relabelling for every "
+        "training cost pair (improve) and LoRA fine-tuning. Rerun with the same --output-dir "
+        "to resume. Runs under `accelerate launch` unchanged.")
+    train.add_argument("--config", type=Path, default=None,
+                       help="a config.json (as a run writes it); flags override its fields")
+    add_model_arguments(train, TrainConfig)
+    train.set_defaults(handler=run_train)
+
+    evaluate = subcommands.add_parser(
+        "eval", help="evaluate a policy over a grid of costs against baselines",
+        description="Mean reward, F1 and action rates per (alpha, beta) cell for the policy, the "
+        "prompted base model, the fixed strategies and the oracle; Markdown, JSON and PNG plots.")
+    add_model_arguments(evaluate, EvalConfig)
+    evaluate.add_argument("--no-adapter", action="store_true",
+                          help="evaluate the base model itself (no adapter, no baselines of it)")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig
+    from .rest import train
+
+    given = given_arguments(args, TrainConfig)
+    config = TrainConfig.load(args.config, **given) if args.config else TrainConfig(**given)
+    print(train(config))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from askwise.policy.checkpoints import default_adapter
+
+    from .evaluate import EvalConfig, evaluate
+
+    given = given_arguments(args, EvalConfig)
+    if not args.no_adapter and given.get("adapter") is None:
+        given["adapter"] = default_adapter()
+    config = EvalConfig(**given)
+    summary = evaluate(config)
+    print((config.output_dir / "eval.md").read_text())
+    print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
+    return 0

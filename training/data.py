@@ -1,0 +1,147 @@
+"""Datasets as self-play environments: a query, its interpretations, and their gold answers.
+
+An `Item` is what the environment knows and the assistant does not: every way the query can
+be read (`Interpretation`: a fully specified question, its gold answers with all aliases, and
+a probability). The environment samples one interpretation as the user's real intent; only
+the user simulator ever sees it.
+
+AmbigQA (light): a `multipleQAs` annotation gives one interpretation per disambiguated
+question; otherwise the query is unambiguous and its `singleAnswer` aliases (from every
+annotator) are the gold answers. Probabilities are uniform: the annotations carry no
+frequencies. Where annotators disagree, the first `multipleQAs` annotation wins.
+
+Grounded setting (`grounded_documents`): the request carries documents, so a small model can
+answer from them instead of from its own knowledge. How they are built, per item:
+- one fact per interpretation: its disambiguated question and first gold answer, worded by one
+  of `FACT_TEMPLATES` chosen at random (so wording gives nothing away);
+- distractor facts from other items of the same split, so that the total (4 to 6, or the number
+  of interpretations when that is larger) does not reveal how many readings the query has;
+- shuffled. The random generator is seeded from (seed, item id): the same item gets the same
+  documents in training, evaluation and tests.
+An unambiguous item's single fact repeats the query itself; an ambiguous item's facts are the
+query made specific in different ways. Noticing that is the skill the policy must learn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from askwise.policy import Document
+
+
+DATA_DIR = Path(__file__).parent / "data"
+AMBIGQA_FILES = {"train": "ambigqa/train_light.json", "dev": "ambigqa/dev_light.json"}
+MAX_INTERPRETATIONS = 6  # longer lists make multi-answers of 100+ words; such items are skipped
+MIN_DOCUMENTS, MAX_DOCUMENTS = 4, 6
+
+FACT_TEMPLATES = (
+    "{question} {answer}.",
+    "Q: {question} A: {answer}.",
+    "{question} The answer is {answer}.",
+    "The answer to \"{question}\" is {answer}.",
+    "{answer} is the answer to: {question}",
+)
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    question: str
+    answers: tuple[str, ...]
+    probability: float
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    query: str
+    interpretations: tuple[Interpretation, ...]
+    documents: tuple[Document, ...] = ()
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.interpretations) > 1
+
+
+def _clean(question: str) -> str:
+    # "a|b" lists paraphrases of one disambiguated question; ":" would end the interpretation
+    # in a multi-answer line ("If you mean X: A").
+    return " ".join(question.split("|")[0].replace(":", " -").split())
+
+
+def _ambigqa_item(raw: dict) -> Item | None:
+    query = " ".join(raw["question"].split())
+    multiple = [a for a in raw["annotations"] if a["type"] == "multipleQAs"]
+    if multiple:
+        pairs = [(p["question"], p["answer"]) for p in multiple[0]["qaPairs"] if p["answer"]]
+        if not 2 <= len(pairs) <= MAX_INTERPRETATIONS:
+            return None
+        share = 1.0 / len(pairs)
+        readings = tuple(Interpretation(_clean(q), tuple(a), share) for q, a in pairs)
+    else:
+        answers = []
+        for annotation in raw["annotations"]:
+            answers += [a for a in annotation.get("answer", []) if a not in answers]
+        if not answers:
+            return None
+        readings = (Interpretation(query, tuple(answers), 1.0),)
+    return Item(id=raw["id"], query=query, interpretations=readings)
+
+
+@lru_cache(maxsize=4)
+def _ambigqa_items(path: Path) -> tuple[Item, ...]:
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    return tuple(item for item in map(_ambigqa_item, raw) if item is not None)
+
+
+def load_ambigqa(split: str, limit: int | None = None, grounded: bool = True, seed: int = 0,
+                 path: str | Path | None = None) -> list[Item]:
+    """AmbigQA light `split` ("train" or "dev"); the first `limit` usable items, in file order.
+
+    Distractors come from the whole split, so a small `limit` still sees varied distractors.
+    """
+    if path is None:
+        if split not in AMBIGQA_FILES:
+            raise ValueError(f"unknown AmbigQA split {split!r}; choose from {sorted(AMBIGQA_FILES)}")
+        path = DATA_DIR / AMBIGQA_FILES[split]
+    pool = _ambigqa_items(Path(path))
+    items = list(pool[:limit] if limit else pool)
+    if grounded:
+        items = [grounded_documents(item, pool, seed) for item in items]
+    return items
+
+
+def item_rng(seed: int, *keys: object) -> random.Random:
+    """A generator that depends only on (seed, keys): stable across runs and processes."""
+    digest = hashlib.sha256(repr((seed,) + keys).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def fact(question: str, answer: str, rng: random.Random) -> str:
+    return rng.choice(FACT_TEMPLATES).format(question=question.rstrip("?") + "?", answer=answer)
+
+
+def grounded_documents(item: Item, pool: tuple[Item, ...] | list[Item], seed: int = 0) -> Item:
+    """`item` with documents for the grounded setting (see the module docstring)."""
+    rng = item_rng(seed, "documents", item.id)
+    docs = [fact(r.question, r.answers[0], rng) for r in item.interpretations]
+    total = max(len(docs), rng.randint(MIN_DOCUMENTS, MAX_DOCUMENTS))
+    while len(docs) < total:
+        other = pool[rng.randrange(len(pool))]
+        if other.id == item.id:
+            continue
+        reading = rng.choice(other.interpretations)
+        docs.append(fact(reading.question, reading.answers[0], rng))
+    rng.shuffle(docs)
+    return Item(item.id, item.query, item.interpretations, tuple(Document(d) for d in docs))
+
+
+def sample_intent(item: Item, rng: random.Random) -> int:
+    """Index of the user's real intent, drawn from the interpretations' probabilities."""
+    weights = [r.probability for r in item.interpretations]
+    return rng.choices(range(len(weights)), weights=weights)[0]

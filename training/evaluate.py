@@ -1,0 +1,235 @@
+"""Evaluation like the paper's tables: a grid of costs, the policy against baselines.
+
+For every cell (alpha, beta) of the grid the policy plays each evaluation item once, greedily,
+with those costs in its prompt. Every system meets the same items with the same intents
+(drawn once per item from the seed) and the same reference user.
+
+Baselines on the same items:
+- prompted: the base model with the same prompt, no training;
+- always-answer / always-multi / always-clarify: the evaluated checkpoint with its first
+  action forced. A fixed strategy does not read the costs, so each is played once (prompted
+  with the grid's middle cell) and scored for every cell;
+- oracle: per item, the best of the three forced episodes for that cell. It knows which
+  action pays off before acting: an upper bound for choosing among these three replies.
+
+Per cell: mean reward, F1, clarify rate (first action `#CLARIFY`), multi-answer rate (final
+action `#MULTI_ANS`), mean words of the final answer, mean questions. F1 is taken in
+expectation over the intents where the reply could not depend on the intent (episodes.py),
+for every system alike. Steerability: Spearman correlation across the cells between alpha and
+the clarify rate, and between beta and the multi-answer rate.
+
+Everything lands in the output folder: episodes (JSONL, so a rerun resumes), `eval.json`,
+`eval.md` and PNG plots (plots.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from askwise.policy import Action, Costs
+from askwise.policy.checkpoints import ensure_base_checkpoint, read_meta
+from askwise.policy.engines.base import SamplingParams
+
+from .config import TRAIN_ALPHAS, TRAIN_BETAS
+from .data import Item, item_rng, load_ambigqa, sample_intent
+from .episodes import Episode, EpisodeSpec, play_episodes
+from .rollout import rollout_engine
+from .simulator import LLMSimulator, ReferenceSimulator
+
+EVAL_ALPHAS = [0.02, 0.05, 0.1, 0.2, 0.5]
+EVAL_BETAS = [0.001, 0.002, 0.005, 0.01, 0.03]
+FIXED = {"always-answer": Action.ANSWER, "always-multi": Action.MULTI_ANSWER,
+         "always-clarify": Action.CLARIFY}
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: Path | None = Field(None, description="LoRA adapter to evaluate (default: the "
+                                 "shipped default policy; 'none' evaluates the base model).")
+    base_model: Path | None = Field(None, description="Base checkpoint (default: SmolLM2-135M).")
+    dataset: Literal["ambigqa", "pacific"] = Field("ambigqa", description="Evaluation data.")
+    split: str = Field("dev", description="AmbigQA split (PACIFIC: validation).")
+    items: int = Field(200, ge=1, description="First N usable items of the split.")
+    setting: Literal["grounded", "closed-book"] = Field("grounded", description="See askwise train.")
+    alphas: list[float] = Field(EVAL_ALPHAS, description="Grid alpha values.")
+    betas: list[float] = Field(EVAL_BETAS, description="Grid beta values.")
+    train_alphas: list[float] = Field(TRAIN_ALPHAS, description="Alphas seen in training (marks "
+                                      "the unseen cells).")
+    train_betas: list[float] = Field(TRAIN_BETAS, description="Betas seen in training.")
+    baselines: bool = Field(True, description="Also run the prompted base model, the fixed "
+                            "strategies and the oracle.")
+    output_dir: Path = Field(Path("runs/eval"), description="Where episodes, tables and plots go.")
+    seed: int = Field(0, description="Seeds documents and intents.")
+    max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
+    max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
+    simulator: Literal["reference", "llm"] = Field("reference", description="The user simulator.")
+    rollout_backend: Literal["vllm", "transformers"] = Field("vllm", description="Engine.")
+    rollout_concurrency: int = Field(64, ge=1, description="Episodes played at once.")
+    vllm_venv: Path | None = Field(None, description="Virtualenv with vLLM.")
+    torch_threads: int = Field(2, ge=1, description="CPU threads (transformers backend).")
+
+    def grid(self) -> list[Costs]:
+        return [Costs(alpha=float(a), beta=float(b)) for a in self.alphas for b in self.betas]
+
+
+def load_items(config: EvalConfig) -> list[Item]:
+    grounded = config.setting == "grounded"
+    if config.dataset == "pacific":
+        from .pacific import load_pacific
+
+        return load_pacific(limit=config.items, seed=config.seed)
+    return load_ambigqa(config.split, limit=config.items, grounded=grounded, seed=config.seed)
+
+
+def eval_specs(items: list[Item], grid: list[Costs], seed: int, forced: Action | None = None
+               ) -> list[EpisodeSpec]:
+    specs = []
+    for cell, costs in enumerate(grid):
+        for item in items:
+            intent = sample_intent(item, item_rng(seed, "eval-intent", item.id))
+            specs.append(EpisodeSpec(item=item, sample=cell, intent=intent, costs=costs,
+                                     forced=forced, seed=0))
+    return specs
+
+
+async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
+                       runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]]:
+    params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
+    out = config.output_dir
+    async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
+                              vllm_venv=config.vllm_venv, log_path=out / "rollout-server.log"
+                              ) as engine:
+        simulator = LLMSimulator(engine) if config.simulator == "llm" else ReferenceSimulator()
+        results = {}
+        for name, specs in runs.items():
+            results[name] = await play_episodes(
+                engine, simulator, specs, params, config.max_questions,
+                concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name)
+        return results
+
+
+def cell_metrics(episodes: list[Episode], items: dict[str, Item], costs: Costs) -> dict:
+    n = max(1, len(episodes))
+    outcomes = [e.outcome(items[e.item_id]) for e in episodes]
+    return {
+        "reward": sum(o.reward(costs) for o in outcomes) / n,
+        "f1": sum(o.f1 for o in outcomes) / n,
+        "clarify_rate": sum(e.first_action is Action.CLARIFY for e in episodes) / n,
+        "multi_rate": sum(e.final_action is Action.MULTI_ANSWER for e in episodes) / n,
+        "answer_rate": sum(e.first_action is Action.ANSWER for e in episodes) / n,
+        "words": sum(o.words for o in outcomes) / n,
+        "questions": sum(o.questions for o in outcomes) / n,
+        "well_formed": sum(e.well_formed for e in episodes) / n,
+    }
+
+
+def oracle_reward(forced: dict[str, list[Episode]], items: dict[str, Item], costs: Costs) -> float:
+    by_item: dict[str, float] = {}
+    for episodes in forced.values():
+        for e in episodes:
+            r = e.outcome(items[e.item_id]).reward(costs)
+            by_item[e.item_id] = max(by_item.get(e.item_id, float("-inf")), r)
+    return sum(by_item.values()) / max(1, len(by_item))
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rho with average ranks for ties (Pearson correlation of the ranks)."""
+    def ranks(values):
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        result = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                result[order[k]] = (i + j) / 2
+            i = j + 1
+        return result
+
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = sum((a - mx) ** 2 for a in rx) ** 0.5
+    vy = sum((b - my) ** 2 for b in ry) ** 0.5
+    return cov / (vx * vy) if vx and vy else float("nan")
+
+
+def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
+              forced: dict[str, list[Episode]], prompted: list[Episode] | None) -> dict:
+    by_id = {item.id: item for item in items}
+    grid = config.grid()
+    cells = []
+    for index, costs in enumerate(grid):
+        mine = [e for e in policy if e.sample == index]
+        cell = {"alpha": costs.alpha, "beta": costs.beta,
+                "unseen": costs.alpha not in config.train_alphas or costs.beta not in config.train_betas,
+                "policy": cell_metrics(mine, by_id, costs)}
+        if forced:
+            cell["fixed"] = {name: cell_metrics(eps, by_id, costs)["reward"] for name, eps in forced.items()}
+            cell["oracle"] = oracle_reward(forced, by_id, costs)
+            oracle = cell["oracle"]
+            cell["oracle_fraction"] = cell["policy"]["reward"] / oracle if oracle > 0 else None
+        if prompted is not None:
+            cell["prompted"] = cell_metrics([e for e in prompted if e.sample == index], by_id, costs)
+        baselines = list(cell.get("fixed", {}).values())
+        if "prompted" in cell:
+            baselines.append(cell["prompted"]["reward"])
+        cell["beats_all_baselines"] = bool(baselines) and all(cell["policy"]["reward"] > b for b in baselines)
+        cells.append(cell)
+    alphas = [c["alpha"] for c in cells]
+    betas = [c["beta"] for c in cells]
+    summary = {
+        "dataset": config.dataset, "items": len(items), "setting": config.setting,
+        "adapter": str(config.adapter) if config.adapter else None,
+        "spearman_alpha_clarify": spearman(alphas, [c["policy"]["clarify_rate"] for c in cells]),
+        "spearman_beta_multi": spearman(betas, [c["policy"]["multi_rate"] for c in cells]),
+        "cells_beating_all_baselines": sum(c["beats_all_baselines"] for c in cells),
+        "unseen_cells": sum(c["unseen"] for c in cells),
+        "unseen_cells_beating_all_baselines": sum(c["beats_all_baselines"] for c in cells if c["unseen"]),
+        "cells": cells,
+    }
+    if prompted is not None:
+        summary["prompted_spearman_alpha_clarify"] = spearman(
+            alphas, [c["prompted"]["clarify_rate"] for c in cells])
+        summary["prompted_spearman_beta_multi"] = spearman(
+            betas, [c["prompted"]["multi_rate"] for c in cells])
+    return summary
+
+
+def evaluate(config: EvalConfig) -> dict:
+    from .plots import write_plots
+    from .report import write_markdown
+
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_config.json").write_text(config.model_dump_json(indent=2) + "\n")
+    base = config.base_model or ensure_base_checkpoint()
+    adapter = config.adapter
+    if adapter is not None:
+        meta = read_meta(adapter)
+        if meta.get("setting") and meta["setting"] != config.setting:
+            print(f"note: {adapter} was trained in the {meta['setting']} setting")
+    items = load_items(config)
+    grid = config.grid()
+    middle = grid[len(grid) // 2]
+    runs = {"policy": eval_specs(items, grid, config.seed)}
+    if config.baselines:
+        for name, action in FIXED.items():
+            runs[name] = eval_specs(items, [middle], config.seed, forced=action)
+    results = asyncio.run(_play_system(config, base, adapter, runs))
+    prompted = None
+    if config.baselines and adapter is not None:
+        prompted = asyncio.run(_play_system(config, base, None, {"prompted": runs["policy"]}))["prompted"]
+    forced = {name: results[name] for name in FIXED if name in results}
+    summary = summarize(config, items, results["policy"], forced, prompted)
+    (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_markdown(summary, out / "eval.md")
+    write_plots(summary, out)
+    return summary

@@ -1,0 +1,200 @@
+"""Supervised fine-tuning on kept episodes: loss on the assistant's reply only.
+
+Each example is (prompt messages, reply). The prompt is rendered by the model's chat template
+exactly as the engines render it at serving time (`add_generation_prompt=True`); the reply is
+what the template appends after it, end-of-turn token included. Only reply tokens carry loss.
+
+Speed on CPU: sequences are left-padded so that every reply ends at the last position, and
+the model computes logits only for the last `longest reply` positions (`logits_to_keep`):
+the 49k-word output layer then runs on a few dozen positions instead of hundreds. bf16
+autocast where the hardware has it (GPUs; CPUs with AVX-512 BF16 or AMX).
+
+The loop is plain torch under `accelerate.Accelerator`, so `accelerate launch` runs it
+data-parallel on several GPUs unchanged. Every `save_every` steps it saves a resumable state
+(`accelerator.save_state`); a rerun continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from askwise.policy import PROMPT_FORMAT_VERSION
+from askwise.policy.checkpoints import write_meta
+
+from .config import TrainConfig
+
+Example = tuple[list[dict[str, str]], str]
+DONE_MARKER = ".askwise-done"
+
+
+@dataclass
+class FinetuneStats:
+    examples: int
+    dropped: int
+    steps: int
+    train_tokens: int  # every token in every sequence: what the forward and backward passes cost
+    target_tokens: int  # tokens that carried loss
+    seconds: float
+    final_loss: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.train_tokens / self.seconds if self.seconds else 0.0
+
+
+def encode_examples(tokenizer, examples: list[Example], max_seq_len: int):
+    """(input ids, number of reply tokens) per example; too-long examples are dropped."""
+    encoded, dropped = [], 0
+    for messages, reply in examples:
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        full = tokenizer.apply_chat_template(
+            messages + [{"role": "assistant", "content": reply}], tokenize=False)
+        if not full.startswith(prompt):
+            raise ValueError("the chat template does not extend the prompt with the reply; "
+                             "this trainer needs one that does")
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        if len(prompt_ids) + len(reply_ids) > max_seq_len:
+            dropped += 1
+            continue
+        encoded.append((prompt_ids + reply_ids, len(reply_ids)))
+    return encoded, dropped
+
+
+def _batches(encoded, batch_size: int, seed: int) -> list[list[int]]:
+    # Similar lengths share a batch (less padding); the batches themselves are shuffled.
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    random.Random(seed).shuffle(batches)
+    return batches
+
+
+def _collate(encoded, indices, pad_id: int, selective: bool = True):
+    import torch
+
+    rows = [encoded[i] for i in indices]
+    width = max(len(ids) for ids, _ in rows)
+    # +1: the position before the first reply token predicts it
+    keep = max(n for _, n in rows) + 1 if selective else width
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), keep), -100, dtype=torch.long)
+    for r, (ids, n_reply) in enumerate(rows):
+        input_ids[r, width - len(ids):] = torch.tensor(ids)
+        attention[r, width - len(ids):] = 1
+        # logits at kept position j predict token width-keep+j+1
+        labels[r, keep - 1 - n_reply:keep - 1] = torch.tensor(ids[-n_reply:])
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    return input_ids, attention, positions, labels, keep
+
+
+def _mixed_precision() -> str:
+    import torch
+
+    from askwise.policy.engines.transformers_engine import _cpu_has_native_bf16
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if _cpu_has_native_bf16() else "no"
+
+
+def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig,
+             learning_rate: float, init_adapter: Path | None = None, desc: str = "fine-tune"
+             ) -> FinetuneStats:
+    """Train on `examples`; write the adapter (or full model) to `out`. Resumes from `out/state`."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
+
+    if (out / DONE_MARKER).exists():
+        return FinetuneStats(**json.loads((out / DONE_MARKER).read_text()))
+    torch.set_num_threads(config.torch_threads)
+    accelerator = Accelerator(mixed_precision=_mixed_precision())
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    encoded, dropped = encode_examples(tokenizer, examples, config.max_seq_len)
+    if not encoded:
+        raise ValueError("no training examples fit in max_seq_len")
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if config.lora:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if init_adapter is not None:
+            model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        else:
+            model = get_peft_model(model, LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=config.lora_targets, task_type="CAUSAL_LM"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+
+    batches = _batches(encoded, config.batch_size, config.seed)
+    per_epoch = math.ceil(len(batches) / accelerator.num_processes)
+    total_steps = max(1, math.ceil(per_epoch * config.epochs))
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    accelerator.register_for_checkpointing(scheduler)
+
+    state_dir, step = out / "state", 0
+    if (state_dir / "step.json").exists():
+        accelerator.load_state(str(state_dir))
+        step = json.loads((state_dir / "step.json").read_text())["step"]
+
+    # Each process takes every num_processes-th batch; epochs repeat the shuffled order.
+    schedule = [batches[i % len(batches)] for i in range(total_steps * accelerator.num_processes)]
+    mine = schedule[accelerator.process_index::accelerator.num_processes]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.train()
+    started, train_tokens, target_tokens, loss_value = time.monotonic(), 0, 0, float("nan")
+    with tqdm(total=total_steps, initial=step, desc=desc, unit="step",
+              disable=not accelerator.is_local_main_process) as bar:
+        while step < total_steps:
+            input_ids, attention, positions, labels, keep = (
+                t.to(accelerator.device) if hasattr(t, "to") else t
+                for t in _collate(encoded, mine[step], pad_id, config.selective_logits))
+            with accelerator.autocast():
+                logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                               logits_to_keep=keep).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            train_tokens += int(attention.sum())
+            target_tokens += int((labels != -100).sum())
+            loss_value = float(loss.detach())
+            bar.update()
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            if step % config.save_every == 0 and step < total_steps:
+                accelerator.save_state(str(state_dir))
+                if accelerator.is_main_process:
+                    (state_dir / "step.json").write_text(json.dumps({"step": step}))
+                accelerator.wait_for_everyone()
+
+    stats = FinetuneStats(examples=len(encoded), dropped=dropped, steps=total_steps,
+                          train_tokens=train_tokens, target_tokens=target_tokens,
+                          seconds=time.monotonic() - started, final_loss=loss_value)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(out)
+        if not config.lora:
+            tokenizer.save_pretrained(out)
+        write_meta(out, kind="lora" if config.lora else "full", prompt_format=PROMPT_FORMAT_VERSION,
+                   base=str(base), setting=config.setting)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        (out / DONE_MARKER).write_text(json.dumps(stats.__dict__))
+    accelerator.wait_for_everyone()
+    return stats

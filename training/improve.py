@@ -1,0 +1,109 @@
+"""ReST's improve step: relabel every episode for every training cost pair, keep the best.
+
+R = F1 - alpha*questions - beta*words is a known function of what an episode measured, so an
+episode played once is scored for all cost pairs of the grid afterwards; costs in the prompt
+while playing do not matter for this (the kept episode is re-prompted with the costs it was
+kept for).
+
+Action clustering: per (item, cost pair), the item's episodes are grouped by their first
+action, and each group's value is its mean reward (with F1 in expectation over intents where
+the reply could not depend on the intent; see episodes.py). The best group's action is the one
+to learn for that item at those costs; within it the highest-reward episode is kept. Choosing
+by a group mean rather than by the single best episode stops a lucky `#ANSWER` (right intent
+by chance) from beating a question that is right every time.
+
+`examples_per_item` cost pairs per item go to fine-tuning, picked so that the item's different
+best actions all appear: the same documents and query with different costs and different
+actions is exactly the contrast the policy has to learn.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from askwise.policy import Action, Costs
+
+from .data import Item, item_rng
+from .episodes import Episode, assistant_examples
+
+ACTION_ORDER = (Action.ANSWER, Action.CLARIFY, Action.MULTI_ANSWER)  # tie-break: cheapest first
+
+
+@dataclass(frozen=True)
+class Choice:
+    item_id: str
+    costs: Costs
+    action: Action
+    value: float  # mean reward of the action's group
+    episode: Episode  # the group's best episode
+
+
+def action_values(episodes: list[Episode], item: Item, costs: Costs) -> dict[Action, float]:
+    groups: dict[Action, list[float]] = defaultdict(list)
+    for episode in episodes:
+        groups[episode.first_action].append(episode.outcome(item).reward(costs))
+    return {action: sum(r) / len(r) for action, r in groups.items()}
+
+
+def best_choice(episodes: list[Episode], item: Item, costs: Costs) -> Choice:
+    values = action_values(episodes, item, costs)
+    action = max(values, key=lambda a: (values[a], -ACTION_ORDER.index(a)))
+    best = max((e for e in episodes if e.first_action is action),
+               key=lambda e: e.outcome(item).reward(costs))
+    return Choice(item.id, costs, action, values[action], best)
+
+
+def improve(items: list[Item], episodes: list[Episode], grid: list[Costs],
+            min_reward: float | None = None) -> list[Choice]:
+    by_item: dict[str, list[Episode]] = defaultdict(list)
+    for episode in episodes:
+        by_item[episode.item_id].append(episode)
+    choices = []
+    for item in items:
+        if not by_item[item.id]:
+            continue
+        for costs in grid:
+            choice = best_choice(by_item[item.id], item, costs)
+            if min_reward is None or choice.value >= min_reward:
+                choices.append(choice)
+    return choices
+
+
+def select_for_training(choices: list[Choice], per_item: int, seed: int) -> list[Choice]:
+    """Up to `per_item` choices per item, cycling over its distinct best actions."""
+    by_item: dict[str, list[Choice]] = defaultdict(list)
+    for choice in choices:
+        by_item[choice.item_id].append(choice)
+    selected = []
+    for item_id, item_choices in by_item.items():
+        rng = item_rng(seed, "select", item_id)
+        by_action: dict[Action, list[Choice]] = defaultdict(list)
+        for choice in item_choices:
+            by_action[choice.action].append(choice)
+        queues = [rng.sample(group, len(group)) for group in by_action.values()]
+        rng.shuffle(queues)
+        taken = []
+        while len(taken) < per_item and any(queues):
+            for queue in queues:
+                if queue and len(taken) < per_item:
+                    taken.append(queue.pop())
+        selected += taken
+    return selected
+
+
+def training_examples(choices: list[Choice], items: dict[str, Item], max_questions: int):
+    """(prompt, reply) pairs: each kept episode's assistant turns, prompted with its costs."""
+    examples = []
+    for choice in choices:
+        examples += assistant_examples(choice.episode, choice.costs, items[choice.item_id].documents,
+                                       max_questions)
+    return examples
+
+
+def best_action_table(choices: list[Choice]) -> dict[tuple[float, float], dict[str, int]]:
+    """For each cost pair, how many items had each best action: what the data teaches."""
+    table: dict[tuple[float, float], Counter] = defaultdict(Counter)
+    for choice in choices:
+        table[(choice.costs.alpha, choice.costs.beta)][choice.action.value] += 1
+    return {key: dict(counts) for key, counts in sorted(table.items())}

@@ -1,0 +1,59 @@
+"""PNG plots of an evaluation: how the actions move with the costs, and reward against baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_plots(summary: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers
+    import matplotlib.pyplot as plt
+
+    cells = summary["cells"]
+    alphas = sorted({c["alpha"] for c in cells})
+    betas = sorted({c["beta"] for c in cells})
+    at = {(c["alpha"], c["beta"]): c for c in cells}
+    written = []
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for b in betas:
+        left.plot(alphas, [at[(a, b)]["policy"]["clarify_rate"] for a in alphas], marker="o", label=f"beta={b:g}")
+    left.set(xscale="log", xlabel="alpha (cost per question)", ylabel="clarify rate",
+             title=f"Clarify rate vs alpha (Spearman {summary['spearman_alpha_clarify']:.2f})", ylim=(-0.02, 1.02))
+    left.legend(fontsize=8)
+    for a in alphas:
+        right.plot(betas, [at[(a, b)]["policy"]["multi_rate"] for b in betas], marker="o", label=f"alpha={a:g}")
+    right.set(xscale="log", xlabel="beta (cost per word)", ylabel="multi-answer rate",
+              title=f"Multi-answer rate vs beta (Spearman {summary['spearman_beta_multi']:.2f})", ylim=(-0.02, 1.02))
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    written.append(out / "action_rates.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    systems = {"policy": lambda c: c["policy"]["reward"]}
+    if "prompted" in cells[0]:
+        systems["prompted base"] = lambda c: c["prompted"]["reward"]
+    for name in cells[0].get("fixed", {}):
+        systems[name] = lambda c, n=name: c["fixed"][n]
+    if "oracle" in cells[0]:
+        systems["oracle"] = lambda c: c["oracle"]
+    fig, ax = plt.subplots(figsize=(13, 4.5))
+    width = 0.8 / len(systems)
+    for k, (name, value) in enumerate(systems.items()):
+        xs = [i + k * width for i in range(len(cells))]
+        ax.bar(xs, [value(c) for c in cells], width, label=name)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cells))])
+    ax.set_xticklabels([f"{c['alpha']:g}/{c['beta']:g}" + ("*" if c["unseen"] else "") for c in cells],
+                       rotation=70, fontsize=7)
+    ax.set(xlabel="alpha/beta (* unseen in training)", ylabel="mean reward",
+           title="Reward per cost cell: policy vs baselines")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    written.append(out / "reward_by_cell.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written

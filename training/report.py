@@ -1,0 +1,60 @@
+"""The evaluation as Markdown tables: one grid per quantity, alpha down, beta across."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _grid(cells: list[dict], value, fmt: str = "{:.3f}") -> list[str]:
+    alphas = sorted({c["alpha"] for c in cells})
+    betas = sorted({c["beta"] for c in cells})
+    at = {(c["alpha"], c["beta"]): c for c in cells}
+    lines = ["| alpha \\ beta | " + " | ".join(f"{b:g}" for b in betas) + " |",
+             "| --- |" + " --- |" * len(betas)]
+    for a in alphas:
+        row = []
+        for b in betas:
+            cell = at[(a, b)]
+            v = value(cell)
+            text = "n/a" if v is None else fmt.format(v)
+            row.append(text + ("*" if cell["unseen"] else ""))
+        lines.append(f"| {a:g} | " + " | ".join(row) + " |")
+    return lines
+
+
+def write_markdown(summary: dict, path: Path) -> None:
+    cells = summary["cells"]
+    lines = [f"# Evaluation: {summary['dataset']} ({summary['setting']}), {summary['items']} items",
+             "", f"Policy: `{summary['adapter'] or 'base model'}`. Cells marked * use an alpha or a "
+             "beta never seen in training.", "",
+             "| target | value |", "| --- | --- |",
+             f"| cells where the policy beats every baseline | {summary['cells_beating_all_baselines']} / {len(cells)} |",
+             f"| ... of them unseen cells | {summary['unseen_cells_beating_all_baselines']} / {summary['unseen_cells']} |",
+             f"| Spearman(alpha, clarify rate) | {summary['spearman_alpha_clarify']:.3f} |",
+             f"| Spearman(beta, multi-answer rate) | {summary['spearman_beta_multi']:.3f} |"]
+    if "prompted_spearman_alpha_clarify" in summary:
+        lines += [f"| prompted base: Spearman(alpha, clarify rate) | {summary['prompted_spearman_alpha_clarify']:.3f} |",
+                  f"| prompted base: Spearman(beta, multi-answer rate) | {summary['prompted_spearman_beta_multi']:.3f} |"]
+    sections = [("Policy: mean reward", lambda c: c["policy"]["reward"], "{:.3f}")]
+    if "oracle" in cells[0]:
+        sections += [
+            ("Best fixed strategy: mean reward", lambda c: max(c["fixed"].values()), "{:.3f}"),
+            ("Oracle (best forced action per item): mean reward", lambda c: c["oracle"], "{:.3f}"),
+            ("Policy reward as a fraction of the oracle's", lambda c: c["oracle_fraction"], "{:.2f}"),
+        ]
+    if "prompted" in cells[0]:
+        sections.append(("Prompted base model: mean reward", lambda c: c["prompted"]["reward"], "{:.3f}"))
+    sections += [
+        ("Policy: F1", lambda c: c["policy"]["f1"], "{:.3f}"),
+        ("Policy: clarify rate", lambda c: c["policy"]["clarify_rate"], "{:.2f}"),
+        ("Policy: multi-answer rate", lambda c: c["policy"]["multi_rate"], "{:.2f}"),
+        ("Policy: mean words of the final answer", lambda c: c["policy"]["words"], "{:.1f}"),
+        ("Policy: mean questions", lambda c: c["policy"]["questions"], "{:.2f}"),
+        ("Policy beats every baseline (1 = yes)", lambda c: float(c["beats_all_baselines"]), "{:.0f}"),
+    ]
+    for title, value, fmt in sections:
+        lines += ["", f"## {title}", ""] + _grid(cells, value, fmt)
+    if "fixed" in cells[0]:
+        for name in cells[0]["fixed"]:
+            lines += ["", f"## {name}: mean reward", ""] + _grid(cells, lambda c, n=name: c["fixed"][n])
+    path.write_text("\n".join(lines) + "\n")
