@@ -16,7 +16,7 @@ from askwise.policy.engines import Engine
 
 from .errors import APIError, error_response, install_error_handlers
 from .metrics import Metrics
-from .routes import chat, info, openai_compat
+from .routes import chat, demo, info, openai_compat
 from .service import ChatService
 from .settings import Settings
 
@@ -123,7 +123,7 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     app = FastAPI(title="askwise", version=__version__, lifespan=lifespan,
                   description="Steerable clarification policy: answer, answer every reading, or ask.")
-    for module in (chat, openai_compat, info):
+    for module in (chat, openai_compat, info, demo):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(_Guard, settings=settings)

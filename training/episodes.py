@@ -223,7 +223,10 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
         if sink:
             sink.close()
     if failures:
-        print(f"{desc}: {len(failures)} episodes failed and were skipped, e.g. {failures[0]}")
+        message = f"{desc}: {len(failures)} of {len(todo)} episodes failed, e.g. {failures[0]}"
+        if len(failures) > len(todo) // 2:
+            raise RuntimeError(message + "; the engine looks broken, so the run stops here")
+        print(message + "; they were skipped and a rerun plays them again")
     return [done[s.key] for s in specs if s.key in done]
 
 

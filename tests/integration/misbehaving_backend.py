@@ -1,7 +1,9 @@
 """An OpenAI-compatible server that fails on purpose, to test how the gateway copes.
 
 Real vLLM cannot be asked to send garbage, hang or crash on demand; this server can. The
-model name picks the failure. Run: python misbehaving_backend.py PORT
+model name picks the failure. One model, "clarifier", behaves instead, deterministically: it
+asks a question on the first user turn and answers after the user's reply, so clients can be
+tested through a whole clarification round (a question with "every" in it gets a multi-answer). Run: python misbehaving_backend.py PORT
 """
 
 import asyncio
@@ -15,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
-          "slowstream"]
+          "slowstream", "clarifier"]
 OPEN_STREAMS = 0
 
 
@@ -46,6 +48,12 @@ async def chat(request: Request):
     if model == "wait":
         await asyncio.sleep(1.5)
     text = "Paris is the capital of France, as everyone knows."
+    if model == "clarifier":
+        users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+        text = ("#CLARIFY Which year do you mean?" if len(users) == 1
+                else f"#ANSWER In {users[-1]}, France won.")
+        if "every" in users[-1]:
+            text = "#MULTI_ANS\nIf you mean 2018: France\nIf you mean 2014: Germany"
     if not body.get("stream"):
         return completion(text)
 
@@ -64,6 +72,11 @@ async def chat(request: Request):
         return StreamingResponse(slow_events(), media_type="text/event-stream")
 
     async def events():
+        if model == "clarifier":
+            for piece in (text[:12], text[12:]):
+                yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]}) + "\n\n"
+            yield "data: [DONE]\n\n"
+            return
         yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "Paris "}}]}) + "\n\n"
         if model == "midstream-error":
             yield "data: " + json.dumps({"error": {"message": "worker lost"}}) + "\n\n"

@@ -1,0 +1,13 @@
+"""askwise.client: the Python SDK for the gateway and the `askwise chat` terminal client."""
+
+from .sdk import (
+    AskwiseClient, AskwiseError, AsyncAskwiseClient, AsyncConversation, AuthenticationError,
+    BadRequestError, ConnectionFailed, Conversation, NotFoundError, RateLimitError,
+    RequestTooLargeError, ServerError, StreamEvent, build_request,
+)
+
+__all__ = [
+    "AskwiseClient", "AsyncAskwiseClient", "Conversation", "AsyncConversation", "StreamEvent",
+    "build_request", "AskwiseError", "BadRequestError", "AuthenticationError", "NotFoundError",
+    "RequestTooLargeError", "RateLimitError", "ServerError", "ConnectionFailed",
+]

@@ -1,0 +1,88 @@
+"""The web demo at `/` in headless Chromium (Debian's `chromium`, driven by Playwright):
+load the page, ask in text mode and in voice mode, check the action shown, keep screenshots."""
+
+import shutil
+
+import pytest
+
+from helpers import gateway
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package "
+                                "(apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def scripted(misbehaving_backend, logs):
+    server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
+                     "--model", "clarifier")
+    yield server
+    server.stop()
+
+
+def ask(page, question: str, turn: int):
+    page.fill("#question", question)
+    page.click("#send")
+    page.wait_for_selector(f".turn.assistant >> nth={turn}", timeout=120_000)
+    return page.locator(".turn.assistant").nth(turn)
+
+
+def test_text_and_voice_modes_with_the_real_policy(browser, embedded, tmp_path):
+    page = browser.new_page()
+    page.goto(embedded.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.input_value("#preset") == "text"
+    page.click("summary")  # documents live in a collapsed section
+    page.fill("#documents", "Hamlet was written by William Shakespeare.")
+    reply = ask(page, "Who wrote Hamlet?", 0)
+    assert reply.get_attribute("data-action") in {"answer", "multi_answer", "clarify"}
+    assert "alpha=0.3 beta=0.002" in reply.inner_text()
+    page.screenshot(path=str(tmp_path / "demo-text.png"))
+
+    page.click("#mode-voice")
+    assert page.input_value("#preset") == "voice"
+    assert page.get_attribute("#mode-voice", "aria-pressed") == "true"
+    page.click("#mode-text")  # a final answer ended the episode; a clarify would await a reply
+    page.click("#mode-voice")
+    reply = ask(page, "Who wrote Hamlet?", 1)
+    assert reply.get_attribute("data-action") in {"answer", "multi_answer", "clarify"}
+    assert "alpha=0.05 beta=0.02" in reply.inner_text()
+    page.screenshot(path=str(tmp_path / "demo-voice.png"))
+    assert (tmp_path / "demo-voice.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_clarification_round_and_multi_answer_are_shown(browser, scripted, tmp_path):
+    page = browser.new_page()
+    page.goto(scripted.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    first = ask(page, "Who won the world cup?", 0)
+    assert first.get_attribute("data-action") == "clarify"
+    assert "CLARIFY" in first.locator(".badge").inner_text()
+    second = ask(page, "2018", 1)
+    assert second.get_attribute("data-action") == "answer"
+    assert "In 2018, France won." in second.inner_text()
+    multi = ask(page, "Who won every world cup?", 2)
+    assert multi.get_attribute("data-action") == "multi_answer"
+    assert multi.locator("ul.readings li").all_inner_texts() == [
+        "If you mean 2018: France", "If you mean 2014: Germany"]
+    page.screenshot(path=str(tmp_path / "demo-clarify.png"), full_page=True)
+
+
+def test_errors_are_shown_not_swallowed(browser, scripted):
+    page = browser.new_page()
+    page.goto(scripted.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.evaluate("document.getElementById('preset').innerHTML = '<option>nope</option>'")
+    page.fill("#question", "hi")
+    page.click("#send")
+    page.wait_for_function("document.getElementById('error').textContent.includes('nope')")
