@@ -174,15 +174,21 @@ def merged_checkpoint(base: Path, adapter: Path, cache: Path | None = None) -> P
     benchmarks/vllm_cpu.py).
     """
     adapter = Path(adapter)
+    return _build_once((cache or cache_dir()) / "models" / f"merged-{adapter_fingerprint(adapter)}",
+                       lambda directory: export_merged(base, adapter, directory))
 
-    def build(directory: Path) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
-        model.save_pretrained(directory)
-        AutoTokenizer.from_pretrained(base).save_pretrained(directory)
-        write_meta(directory, kind="merged", base=str(base), adapter=str(adapter),
-                   prompt_format=read_meta(adapter).get("prompt_format"))
+def export_merged(base: Path, adapter: Path | None, directory: Path) -> None:
+    """Write base (+ adapter, merged) as a plain Hugging Face checkpoint: what `vllm serve`
+    and any transformers user loads, with the prompt format recorded."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return _build_once((cache or cache_dir()) / "models" / f"merged-{adapter_fingerprint(adapter)}", build)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if adapter is not None:
+        model = apply_adapter(model, adapter)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(base).save_pretrained(directory)
+    write_meta(directory, kind="merged" if adapter else "base", base=str(base),
+               adapter=str(adapter) if adapter else None,
+               prompt_format=read_meta(adapter).get("prompt_format") if adapter else None)

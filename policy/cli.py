@@ -14,6 +14,8 @@ def register(subcommands) -> None:
         "loopback. Point the gateway at it: askwise serve --backend openai --backend-url "
         "http://127.0.0.1:8011/v1", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (0.0.0.0 inside a container)")
     parser.add_argument("--model", type=Path, default=None,
                         help="Hugging Face checkpoint directory (default: the embedded base model)")
     parser.add_argument("--adapter", type=Path, default=None,
@@ -28,6 +30,18 @@ def register(subcommands) -> None:
     parser.add_argument("--setup-only", action="store_true", help="create the virtualenv and exit")
     parser.set_defaults(handler=run)
 
+    export = subcommands.add_parser(
+        "export", help="write the policy as a merged Hugging Face checkpoint (for vllm serve)",
+        description="Base model + policy adapter, merged into plain weights with the tokenizer: "
+        "`vllm serve DIR` (CUDA vLLM on GPU hosts) serves it at full speed.")
+    export.add_argument("--out", type=Path, required=True, help="directory to write (replaced)")
+    export.add_argument("--base-model", type=Path, default=None,
+                        help="Hugging Face checkpoint (default: the embedded base model)")
+    export.add_argument("--adapter", type=Path, default=None,
+                        help="LoRA adapter (default: the shipped policy, with the default base)")
+    export.add_argument("--base-only", action="store_true", help="export the base model alone")
+    export.set_defaults(handler=run_export)
+
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoints import ensure_base_checkpoint, merged_checkpoint
@@ -41,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter is not None:
         model = merged_checkpoint(model, args.adapter)
     server = VLLMServer(model=model, served_name=args.served_name,
-                        port=args.port, venv=venv, kv_cache_gib=args.kv_cache_gib,
+                        port=args.port, host=args.host, venv=venv, kv_cache_gib=args.kv_cache_gib,
                         enforce_eager=not args.compile)
     print(" ".join(server.command()), file=sys.stderr)
     server.start()
@@ -50,3 +64,22 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         server.stop()
         return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .checkpoints import default_adapter, ensure_base_checkpoint, export_merged
+
+    base = args.base_model or ensure_base_checkpoint()
+    adapter = args.adapter
+    if adapter is None and args.base_model is None and not args.base_only:
+        adapter = default_adapter()
+    tmp = args.out.with_name(args.out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    export_merged(base, None if args.base_only else adapter, tmp)
+    shutil.rmtree(args.out, ignore_errors=True)
+    tmp.rename(args.out)
+    print(args.out)
+    return 0

