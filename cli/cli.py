@@ -10,6 +10,7 @@ from askwise import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from askwise.client import chat_cli
     from askwise.policy import cli as policy_cli
     from askwise.server import cli as server_cli
     from askwise.training import cli as training_cli
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_cli.register(subcommands)
     policy_cli.register(subcommands)
     training_cli.register(subcommands)
+    chat_cli.register(subcommands)
     return parser
 
 

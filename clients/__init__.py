@@ -1,5 +1,7 @@
 """askwise.client: the Python SDK for the gateway and the `askwise chat` terminal client."""
 
+from askwise.policy.actions import Action
+
 from .sdk import (
     AskwiseClient, AskwiseError, AsyncAskwiseClient, AsyncConversation, AuthenticationError,
     BadRequestError, ConnectionFailed, Conversation, NotFoundError, RateLimitError,
@@ -7,7 +9,7 @@ from .sdk import (
 )
 
 __all__ = [
-    "AskwiseClient", "AsyncAskwiseClient", "Conversation", "AsyncConversation", "StreamEvent",
+    "Action", "AskwiseClient", "AsyncAskwiseClient", "Conversation", "AsyncConversation", "StreamEvent",
     "build_request", "AskwiseError", "BadRequestError", "AuthenticationError", "NotFoundError",
     "RequestTooLargeError", "RateLimitError", "ServerError", "ConnectionFailed",
 ]

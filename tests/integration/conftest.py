@@ -37,6 +37,16 @@ def misbehaving_backend(logs):
 
 
 @pytest.fixture(scope="session")
+def scripted(misbehaving_backend, logs):
+    """A gateway routed to the scripted backend's "clarifier" (a deterministic clarification
+    round), admitting one request at a time so that 429 can be provoked."""
+    server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
+                     "--model", "clarifier", "--max-in-flight", "1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def adapter(base_checkpoint, tmp_path_factory) -> Path:
     """A LoRA adapter with random weights: it visibly changes the model's replies."""
     import torch

@@ -3,16 +3,6 @@
 import sys
 
 import pexpect
-import pytest
-
-from helpers import gateway
-
-
-@pytest.fixture(scope="module")
-def scripted(misbehaving_backend, logs):
-    server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1")
-    yield server
-    server.stop()
 
 
 def spawn(*args, timeout=60):

@@ -12,17 +12,9 @@ from askwise.client import (
 )
 from askwise.policy import Action
 from askwise.server.protocol import ChatResponse
-from helpers import free_port, gateway
+from helpers import free_port
 
 DOCS = ["Hamlet was written by William Shakespeare around 1600."]
-
-
-@pytest.fixture(scope="module")
-def scripted(misbehaving_backend, logs):
-    server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
-                     "--max-in-flight", "1")
-    yield server
-    server.stop()
 
 
 def test_chat_returns_the_servers_typed_response(embedded):

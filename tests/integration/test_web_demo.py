@@ -5,8 +5,6 @@ import shutil
 
 import pytest
 
-from helpers import gateway
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package "
                                 "(apt-get install chromium)")
@@ -20,14 +18,6 @@ def browser():
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def scripted(misbehaving_backend, logs):
-    server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
-                     "--model", "clarifier")
-    yield server
-    server.stop()
 
 
 def ask(page, question: str, turn: int):
