@@ -26,6 +26,18 @@ log = logging.getLogger("askwise.server")
 DEFAULT_MODEL_NAME = "askwise-default"
 
 
+def policy_adapter(settings: Settings) -> Path | None:
+    """The adapter the embedded engine merges: the one asked for, else the shipped policy,
+    which was trained on the default base (so another --base-model gets none)."""
+    from askwise.policy.checkpoints import default_adapter
+
+    if settings.adapter is not None:
+        return settings.adapter
+    if settings.base_model is None and not settings.base_only:
+        return default_adapter()
+    return None
+
+
 def make_engine(settings: Settings) -> Engine:
     """The engine the settings ask for. The embedded one loads (and on first use converts)
     its model in a background thread, so the server answers /healthz while it does."""
@@ -44,7 +56,7 @@ def make_engine(settings: Settings) -> Engine:
             connect_timeout_s=settings.backend_connect_timeout_s, timeout_s=settings.backend_timeout_s,
             max_connections=settings.max_in_flight)
 
-    from askwise.policy.checkpoints import check_prompt_format, default_adapter, ensure_base_checkpoint
+    from askwise.policy.checkpoints import check_prompt_format, ensure_base_checkpoint
     from askwise.policy.engines.transformers_engine import TransformersEngine
 
     def checkpoint() -> Path:
@@ -52,12 +64,8 @@ def make_engine(settings: Settings) -> Engine:
         check_prompt_format(path)
         return Path(path)
 
-    adapter = settings.adapter
-    if adapter is None and settings.base_model is None and not settings.base_only:
-        # The shipped adapter was trained on the default base; another base gets none.
-        adapter = default_adapter()
     return TransformersEngine(
-        checkpoint, model_name=settings.model or DEFAULT_MODEL_NAME, adapter=adapter,
+        checkpoint, model_name=settings.model or DEFAULT_MODEL_NAME, adapter=policy_adapter(settings),
         device=settings.device, dtype=settings.dtype, threads=settings.torch_threads,
         max_batch_size=settings.max_batch_size,
         batch_wait_s=settings.batch_wait_ms / 1000, max_model_len=settings.max_model_len,

@@ -82,6 +82,8 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per process).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
     max_seq_len: int = Field(1024, ge=64, description="Longer examples are dropped.")
+    action_loss_weight: float = Field(10.0, gt=0, description="Loss weight of the action tag's "
+                                      "tokens relative to the rest of the reply (finetune.py).")
     selective_logits: bool = Field(True, description="Compute logits only where replies are "
                                    "(--no-selective-logits: at every position, the usual loss; "
                                    "same result, slower: benchmarks/training_throughput.py).")

@@ -1,6 +1,10 @@
 """Supervised fine-tuning on kept episodes: loss on the assistant's reply only.
 
-Each example is (prompt messages, reply). The prompt is rendered by the model's chat template
+Each example is (prompt messages, reply). The reply's action tag (`#CLARIFY`, ...) is the
+decision the policy is trained to make; its tokens weigh `action_loss_weight` times the rest,
+because among some twenty reply tokens the one that chooses the action otherwise gets a
+twentieth of the gradient (at weight 1 the shipped policy learned only the actions' overall
+frequencies, the same for every prompt). The prompt is rendered by the model's chat template
 exactly as the engines render it at serving time (`add_generation_prompt=True`); the reply is
 what the template appends after it, end-of-turn token included. Only reply tokens carry loss.
 
@@ -51,7 +55,8 @@ class FinetuneStats:
 
 
 def encode_examples(tokenizer, examples: list[Example], max_seq_len: int):
-    """(input ids, number of reply tokens) per example; too-long examples are dropped."""
+    """(input ids, number of reply tokens, number of action-tag tokens) per example;
+    too-long examples are dropped."""
     encoded, dropped = [], 0
     for messages, reply in examples:
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -65,7 +70,9 @@ def encode_examples(tokenizer, examples: list[Example], max_seq_len: int):
         if len(prompt_ids) + len(reply_ids) > max_seq_len:
             dropped += 1
             continue
-        encoded.append((prompt_ids + reply_ids, len(reply_ids)))
+        tag = reply.split(None, 1)[0] if reply.startswith("#") else ""
+        n_tag = len(tokenizer(tag, add_special_tokens=False)["input_ids"]) if tag else 0
+        encoded.append((prompt_ids + reply_ids, len(reply_ids), min(n_tag, len(reply_ids))))
     return encoded, dropped
 
 
@@ -77,23 +84,27 @@ def _batches(encoded, batch_size: int, seed: int) -> list[list[int]]:
     return batches
 
 
-def _collate(encoded, indices, pad_id: int, selective: bool = True):
+def _collate(encoded, indices, pad_id: int, selective: bool = True, tag_weight: float = 1.0):
     import torch
 
     rows = [encoded[i] for i in indices]
-    width = max(len(ids) for ids, _ in rows)
+    width = max(len(ids) for ids, _, _ in rows)
     # +1: the position before the first reply token predicts it
-    keep = max(n for _, n in rows) + 1 if selective else width
+    keep = max(n for _, n, _ in rows) + 1 if selective else width
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), keep), -100, dtype=torch.long)
-    for r, (ids, n_reply) in enumerate(rows):
+    weights = torch.zeros((len(rows), keep))
+    for r, (ids, n_reply, n_tag) in enumerate(rows):
         input_ids[r, width - len(ids):] = torch.tensor(ids)
         attention[r, width - len(ids):] = 1
         # logits at kept position j predict token width-keep+j+1
-        labels[r, keep - 1 - n_reply:keep - 1] = torch.tensor(ids[-n_reply:])
+        start = keep - 1 - n_reply
+        labels[r, start:keep - 1] = torch.tensor(ids[-n_reply:])
+        weights[r, start:keep - 1] = 1.0
+        weights[r, start:start + n_tag] = tag_weight
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    return input_ids, attention, positions, labels, keep
+    return input_ids, attention, positions, labels, weights, keep
 
 
 def _mixed_precision() -> str:
@@ -142,7 +153,9 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     total_steps = max(1, math.ceil(per_epoch * config.epochs))
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler stays outside `prepare`: accelerate would step it once per process per
+    # step, and `total_steps` already counts steps per process.
+    model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
     state_dir, step = out / "state", 0
@@ -159,14 +172,17 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     with tqdm(total=total_steps, initial=step, desc=desc, unit="step",
               disable=not accelerator.is_local_main_process) as bar:
         while step < total_steps:
-            input_ids, attention, positions, labels, keep = (
+            input_ids, attention, positions, labels, weights, keep = (
                 t.to(accelerator.device) if hasattr(t, "to") else t
-                for t in _collate(encoded, mine[step], pad_id, config.selective_logits))
+                for t in _collate(encoded, mine[step], pad_id, config.selective_logits,
+                                  config.action_loss_weight))
             with accelerator.autocast():
                 logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                                logits_to_keep=keep).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+            per_token = torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                reduction="none")
+            loss = (per_token * weights.reshape(-1)).sum() / weights.sum()
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()

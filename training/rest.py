@@ -32,8 +32,8 @@ from askwise.policy.engines.base import SamplingParams
 
 from .bootstrap import demonstrations
 from .config import TrainConfig
-from .data import Item, load_ambigqa
-from .episodes import Episode, EpisodeSpec, play_episodes, spec_seed
+from .data import Item, item_rng, load_ambigqa
+from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes, spec_seed
 from .finetune import DONE_MARKER, finetune
 from .improve import best_action_table, improve, select_for_training, training_examples
 from .rollout import rollout_engine, supports_request_seeds
@@ -41,8 +41,6 @@ from .simulator import LLMSimulator, ReferenceSimulator
 
 
 def grow_specs(items: list[Item], config: TrainConfig, iteration: int) -> list[EpisodeSpec]:
-    from .data import item_rng
-
     grid = config.train_grid()
     specs = []
     for item in items:
@@ -79,9 +77,13 @@ def _publish(adapter: Path, final: Path) -> None:
 
 
 def train(config: TrainConfig) -> Path:
+    from accelerate import PartialState
+
+    state = PartialState()
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.json")
+    if state.is_main_process:
+        config.save(out / "config.json")
     base = config.base_model or ensure_base_checkpoint()
     grounded = config.setting == "grounded"
     pool = load_ambigqa("train", limit=config.train_items + config.bootstrap_items,
@@ -108,8 +110,14 @@ def train(config: TrainConfig) -> Path:
         folder.mkdir(exist_ok=True)
         specs = grow_specs(items, config, iteration)
         started = time.monotonic()
-        episodes = asyncio.run(play(config, base, adapter, specs, params, folder / "episodes.jsonl",
-                                    f"grow {iteration}", folder))
+        # Under `accelerate launch` one process plays (the rollout server uses the GPU it
+        # is given) while the others wait; all of them then fine-tune on the same episodes.
+        if state.is_main_process:
+            asyncio.run(play(config, base, adapter, specs, params, folder / "episodes.jsonl",
+                             f"grow {iteration}", folder))
+        state.wait_for_everyone()
+        keys = {spec.key for spec in specs}
+        episodes = [e for e in load_episodes(folder / "episodes.jsonl") if e.key in keys]
         grow_s = time.monotonic() - started
         choices = improve(items, episodes, grid, config.min_reward)
         kept = select_for_training(choices, config.examples_per_item, config.seed + iteration)
@@ -126,14 +134,17 @@ def train(config: TrainConfig) -> Path:
             "best_action_by_costs": {f"alpha={a:g} beta={b:g}": v for (a, b), v in table.items()},
             "finetune": {**stats.__dict__, "tokens_per_s": stats.tokens_per_s},
         }
-        (folder / "improve.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if state.is_main_process:
+            (folder / "improve.json").write_text(json.dumps(summary, indent=2) + "\n")
         report["iterations"].append(summary)
         adapter, base = _advance(config, folder / "adapter", base)
         _release_memory()
 
     final = out / ("adapter" if config.lora else "model")
-    _publish(adapter if config.lora else base, final)
-    (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if state.is_main_process:
+        _publish(adapter if config.lora else base, final)
+        (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    state.wait_for_everyone()
     return final
 
 

@@ -37,3 +37,15 @@ def test_embedded_only_settings_are_refused_with_a_remote_backend(tmp_path):
 
     with pytest.raises(ValueError, match="embedded engine"):
         make_engine(Settings(backend="openai", backend_url="http://127.0.0.1:1/v1", adapter=tmp_path))
+
+
+def test_the_embedded_engine_serves_the_shipped_policy_unless_told_otherwise(tmp_path):
+    from askwise.policy.checkpoints import default_adapter
+    from askwise.server.app import policy_adapter
+
+    shipped = default_adapter()
+    assert shipped is not None and (shipped / "adapter_model.safetensors").is_file()
+    assert policy_adapter(parse([])) == shipped
+    assert policy_adapter(parse(["--base-only"])) is None
+    assert policy_adapter(parse(["--base-model", str(tmp_path)])) is None  # trained on another base
+    assert policy_adapter(parse(["--adapter", str(tmp_path)])) == tmp_path
