@@ -62,8 +62,9 @@ class EvalConfig(BaseModel):
     train_alphas: list[float] = Field(TRAIN_ALPHAS, description="Alphas seen in training (marks "
                                       "the unseen cells).")
     train_betas: list[float] = Field(TRAIN_BETAS, description="Betas seen in training.")
-    baselines: bool = Field(True, description="Also run the prompted base model, the fixed "
-                            "strategies and the oracle.")
+    baselines: bool = Field(True, description="Also run the fixed strategies and the oracle.")
+    prompted: bool = Field(True, description="Also run the prompted base model (slow on CPU: "
+                           "its replies run to max_tokens; ~30 min for 200 items x 25 cells).")
     output_dir: Path = Field(Path("runs/eval"), description="Where episodes, tables and plots go.")
     seed: int = Field(0, description="Seeds documents and intents.")
     max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
@@ -139,7 +140,7 @@ def oracle_reward(forced: dict[str, list[Episode]], items: dict[str, Item], cost
     return sum(by_item.values()) / max(1, len(by_item))
 
 
-def spearman(xs: list[float], ys: list[float]) -> float:
+def spearman(xs: list[float], ys: list[float]) -> float | None:
     """Spearman's rho with average ranks for ties (Pearson correlation of the ranks)."""
     def ranks(values):
         order = sorted(range(len(values)), key=lambda i: values[i])
@@ -159,7 +160,8 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
     vx = sum((a - mx) ** 2 for a in rx) ** 0.5
     vy = sum((b - my) ** 2 for b in ry) ** 0.5
-    return cov / (vx * vy) if vx and vy else float("nan")
+    # None when a side never varies (say, an action never taken): the correlation is undefined.
+    return cov / (vx * vy) if vx and vy else None
 
 
 def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
@@ -226,7 +228,7 @@ def evaluate(config: EvalConfig) -> dict:
             runs[name] = eval_specs(items, [middle], config.seed, forced=action)
     results = asyncio.run(_play_system(config, base, adapter, runs))
     prompted = None
-    if config.baselines and adapter is not None:
+    if config.prompted and adapter is not None:
         prompted = asyncio.run(_play_system(config, base, None, {"prompted": runs["policy"]}))["prompted"]
     forced = {name: results[name] for name in FIXED if name in results}
     summary = summarize(config, items, results["policy"], forced, prompted)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _rho(value) -> str:
+    return "undefined" if value is None else f"{value:.2f}"
+
+
 def write_plots(summary: dict, out: Path) -> list[Path]:
     import matplotlib
 
@@ -21,12 +25,12 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
     for b in betas:
         left.plot(alphas, [at[(a, b)]["policy"]["clarify_rate"] for a in alphas], marker="o", label=f"beta={b:g}")
     left.set(xscale="log", xlabel="alpha (cost per question)", ylabel="clarify rate",
-             title=f"Clarify rate vs alpha (Spearman {summary['spearman_alpha_clarify']:.2f})", ylim=(-0.02, 1.02))
+             title=f"Clarify rate vs alpha (Spearman {_rho(summary['spearman_alpha_clarify'])})", ylim=(-0.02, 1.02))
     left.legend(fontsize=8)
     for a in alphas:
         right.plot(betas, [at[(a, b)]["policy"]["multi_rate"] for b in betas], marker="o", label=f"alpha={a:g}")
     right.set(xscale="log", xlabel="beta (cost per word)", ylabel="multi-answer rate",
-              title=f"Multi-answer rate vs beta (Spearman {summary['spearman_beta_multi']:.2f})", ylim=(-0.02, 1.02))
+              title=f"Multi-answer rate vs beta (Spearman {_rho(summary['spearman_beta_multi'])})", ylim=(-0.02, 1.02))
     right.legend(fontsize=8)
     fig.tight_layout()
     written.append(out / "action_rates.png")

@@ -22,6 +22,10 @@ def _grid(cells: list[dict], value, fmt: str = "{:.3f}") -> list[str]:
     return lines
 
 
+def _num(value) -> str:
+    return "undefined (the rate never varies)" if value is None else f"{value:.3f}"
+
+
 def write_markdown(summary: dict, path: Path) -> None:
     cells = summary["cells"]
     lines = [f"# Evaluation: {summary['dataset']} ({summary['setting']}), {summary['items']} items",
@@ -30,11 +34,11 @@ def write_markdown(summary: dict, path: Path) -> None:
              "| target | value |", "| --- | --- |",
              f"| cells where the policy beats every baseline | {summary['cells_beating_all_baselines']} / {len(cells)} |",
              f"| ... of them unseen cells | {summary['unseen_cells_beating_all_baselines']} / {summary['unseen_cells']} |",
-             f"| Spearman(alpha, clarify rate) | {summary['spearman_alpha_clarify']:.3f} |",
-             f"| Spearman(beta, multi-answer rate) | {summary['spearman_beta_multi']:.3f} |"]
+             f"| Spearman(alpha, clarify rate) | {_num(summary['spearman_alpha_clarify'])} |",
+             f"| Spearman(beta, multi-answer rate) | {_num(summary['spearman_beta_multi'])} |"]
     if "prompted_spearman_alpha_clarify" in summary:
-        lines += [f"| prompted base: Spearman(alpha, clarify rate) | {summary['prompted_spearman_alpha_clarify']:.3f} |",
-                  f"| prompted base: Spearman(beta, multi-answer rate) | {summary['prompted_spearman_beta_multi']:.3f} |"]
+        lines += [f"| prompted base: Spearman(alpha, clarify rate) | {_num(summary['prompted_spearman_alpha_clarify'])} |",
+                  f"| prompted base: Spearman(beta, multi-answer rate) | {_num(summary['prompted_spearman_beta_multi'])} |"]
     sections = [("Policy: mean reward", lambda c: c["policy"]["reward"], "{:.3f}")]
     if "oracle" in cells[0]:
         sections += [
