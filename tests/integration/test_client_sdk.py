@@ -3,7 +3,9 @@ and a gateway routed to the scripted backend for a deterministic clarification r
 
 import asyncio
 import threading
+import time
 
+import httpx
 import pydantic
 import pytest
 
@@ -72,22 +74,29 @@ def test_unreachable_gateway_is_a_connection_error():
             client.chat("hi")
 
 
+def in_flight(server) -> float:
+    metrics = httpx.get(server.url + "/metrics", timeout=5).text
+    return float(next(line.split()[-1] for line in metrics.splitlines()
+                      if line.startswith("askwise_in_flight_requests ")))
+
+
 def test_429_is_retried_after_retry_after(scripted):
     # The gateway admits one request at a time; "wait" holds the slot for 1.5 s.
     holder = threading.Thread(target=lambda: AskwiseClient(scripted.url).chat("hi", model="wait"))
     holder.start()
     try:
+        deadline = time.monotonic() + 30
+        while in_flight(scripted) < 1:  # until the holder has the slot
+            assert time.monotonic() < deadline, "the holding request never arrived"
+            time.sleep(0.02)
         with AskwiseClient(scripted.url, max_retries=0) as impatient:
-            while True:  # until the holder has the slot
-                try:
-                    impatient.chat("hi", model="clarifier")
-                except RateLimitError as exc:
-                    assert exc.retry_after == 1 and exc.code == "server_busy"
-                    break
-        with AskwiseClient(scripted.url, max_retries=5) as patient:
+            with pytest.raises(RateLimitError) as caught:
+                impatient.chat("hi", model="clarifier")
+        assert caught.value.retry_after == 1 and caught.value.code == "server_busy"
+        with AskwiseClient(scripted.url, max_retries=5) as patient:  # waits out Retry-After
             assert patient.chat("hi", model="clarifier").action is Action.CLARIFY
     finally:
-        holder.join()
+        holder.join(30)
 
 
 def test_conversation_carries_the_history_through_a_clarification(scripted):
