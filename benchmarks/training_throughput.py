@@ -26,24 +26,18 @@ from askwise.policy.engines.base import SamplingParams
 from askwise.training.bootstrap import demonstrations
 from askwise.training.config import TrainConfig
 from askwise.training.data import load_ambigqa
-from askwise.training.episodes import play_episodes
 from askwise.training.finetune import finetune
 from askwise.training.improve import improve
-from askwise.training.rest import grow_specs
-from askwise.training.rollout import rollout_engine
-from askwise.training.simulator import ReferenceSimulator
+from askwise.training.rest import grow_specs, play
 
 
-async def grow(backend: str, base: Path, specs, config: TrainConfig, log_dir: Path):
-    async with rollout_engine(backend, base, threads=config.torch_threads,
-                              max_batch_size=config.rollout_concurrency,
-                              log_path=log_dir / f"{backend}.log") as engine:
-        started = time.perf_counter()
-        episodes = await play_episodes(engine, ReferenceSimulator(), specs,
-                                       SamplingParams(max_tokens=config.max_tokens, temperature=0.8),
-                                       config.max_questions, concurrency=config.rollout_concurrency,
-                                       desc=backend)
-        return episodes, time.perf_counter() - started
+def grow(backend: str, base: Path, specs, config: TrainConfig, log_dir: Path):
+    """The training loop's own grow step (rest.play), on one backend, timed."""
+    config = config.model_copy(update={"rollout_backend": backend})
+    params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature)
+    started = time.perf_counter()
+    episodes = asyncio.run(play(config, base, None, specs, params, None, backend, log_dir))
+    return episodes, time.perf_counter() - started
 
 
 def bench_grow(args, base: Path, work: Path) -> None:
@@ -52,7 +46,7 @@ def bench_grow(args, base: Path, work: Path) -> None:
     specs = grow_specs(items, config, iteration=1)
     rates = {}
     for backend in ("transformers", "vllm"):
-        episodes, seconds = asyncio.run(grow(backend, base, specs, config, work))
+        episodes, seconds = grow(backend, base, specs, config, work)
         tokens = sum(e.engine_tokens for e in episodes)
         rates[backend] = len(episodes) / seconds
         print(f"{backend:>12}: {len(episodes)} episodes in {seconds:.1f} s = {rates[backend]:.2f} "
