@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
+
+from askwise.net import free_port
 
 from .sdk import AskwiseClient, AskwiseError
 
@@ -45,14 +46,9 @@ def register(subcommands) -> None:
     parser.set_defaults(handler=run)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def start_embedded(out=sys.stderr, timeout_s: float = 600) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "askwise", "serve", "--port", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

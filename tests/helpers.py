@@ -12,11 +12,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from askwise.net import free_port  # noqa: F401  (tests import it from here)
 
 
 class ServerProcess:

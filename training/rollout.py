@@ -12,10 +12,10 @@ server uses, so a checkpoint is played exactly as it will be served.
 from __future__ import annotations
 
 import contextlib
-import socket
 from pathlib import Path
 from typing import AsyncIterator, Literal
 
+from askwise.net import free_port
 from askwise.policy.checkpoints import merged_checkpoint
 from askwise.policy.engines.base import Engine
 
@@ -29,11 +29,6 @@ def supports_request_seeds(backend: RolloutBackend) -> bool:
     return backend != "vllm"
 SERVED_NAME = "askwise-rollout"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
@@ -58,7 +53,7 @@ async def rollout_engine(backend: RolloutBackend, base: Path, adapter: Path | No
     from askwise.policy.vllm_cpu import VLLMServer
 
     model = merged_checkpoint(base, adapter) if adapter else base
-    server = VLLMServer(model=model, served_name=SERVED_NAME, port=_free_port(), venv=vllm_venv,
+    server = VLLMServer(model=model, served_name=SERVED_NAME, port=free_port(), venv=vllm_venv,
                         kv_cache_gib=kv_cache_gib, log_path=log_path)
     server.start()
     try:
