@@ -31,5 +31,5 @@ WORKDIR /home/askwise
 EXPOSE 8000
 # Ready means the model is loaded (embedded) or the backend answers (vLLM): /readyz.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('ASKWISE_PORT', '8000') + '/readyz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as u; key = os.environ.get('ASKWISE_API_KEYS', '').split(',')[0].strip(); u.urlopen(u.Request('http://127.0.0.1:' + os.environ.get('ASKWISE_PORT', '8000') + '/readyz', headers={'Authorization': 'Bearer ' + key} if key else {}), timeout=4)"]
 CMD ["askwise", "serve"]

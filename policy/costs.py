@@ -20,18 +20,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 DEFAULT_PRESET = "default"
+# F1 is at most 1, so a cost above 1 already rules its action out; the bound only keeps
+# cost * words finite (a beta of 1e308 would make the reported cost infinity, not JSON).
+MAX_COST = 1000.0
 
 class Costs(BaseModel):
-    """The two prices a request pays. Finite and non-negative; ints are accepted as floats.
+    """The two prices a request pays, each in [0, MAX_COST]; ints are accepted as floats.
 
     Strict: a cost sent as the string "0.1" is a client bug, not something to coerce.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    alpha: float = Field(ge=0.0, allow_inf_nan=False, strict=True,
+    alpha: float = Field(ge=0.0, le=MAX_COST, allow_inf_nan=False, strict=True,
                          description="Cost of one clarifying question.")
-    beta: float = Field(ge=0.0, allow_inf_nan=False, strict=True,
+    beta: float = Field(ge=0.0, le=MAX_COST, allow_inf_nan=False, strict=True,
                         description="Cost of each word of the final answer.")
 
 
@@ -40,9 +43,9 @@ class CostOverrides(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    alpha: float | None = Field(default=None, ge=0.0, allow_inf_nan=False, strict=True,
+    alpha: float | None = Field(default=None, ge=0.0, le=MAX_COST, allow_inf_nan=False, strict=True,
                                 description="Cost of one clarifying question.")
-    beta: float | None = Field(default=None, ge=0.0, allow_inf_nan=False, strict=True,
+    beta: float | None = Field(default=None, ge=0.0, le=MAX_COST, allow_inf_nan=False, strict=True,
                                description="Cost of each word of the final answer.")
 
 

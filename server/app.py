@@ -13,9 +13,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from askwise import __version__
 from askwise.policy.costs import load_presets
 from askwise.policy.engines import Engine
+from askwise.policy.engines.replicas import ReplicaSet
 
 from .errors import APIError, error_response, install_error_handlers
 from .metrics import Metrics
+from .protocol import ErrorDetail, ErrorResponse
 from .routes import chat, demo, info, openai_compat
 from .service import ChatService
 from .settings import Settings
@@ -43,18 +45,19 @@ def make_engine(settings: Settings) -> Engine:
     its model in a background thread, so the server answers /healthz while it does."""
     if settings.backend == "openai":
         from askwise.policy.engines.openai_engine import OpenAIEngine
-
-        if not settings.backend_url:
+        urls = settings.backend_urls()
+        if not urls:
             raise ValueError("--backend openai needs --backend-url (ASKWISE_BACKEND_URL)")
         if settings.base_model or settings.adapter:
             # The backend serves its own weights; ignoring these would serve the wrong policy.
             raise ValueError("--base-model and --adapter apply to the embedded engine; with "
                              "--backend openai serve them in vLLM (askwise vllm-cpu --adapter)")
-        return OpenAIEngine(
-            settings.backend_url, api_key=settings.backend_api_key, default_model=settings.model,
-            structured_outputs=settings.structured_outputs,
+        return ReplicaSet({url: OpenAIEngine(
+            url, api_key=settings.backend_api_key, default_model=settings.model,
+            structured_outputs=settings.structured_outputs, send_seeds=settings.backend_seeds,
             connect_timeout_s=settings.backend_connect_timeout_s, timeout_s=settings.backend_timeout_s,
-            max_connections=settings.max_in_flight)
+            max_connections=settings.max_in_flight) for url in urls},
+            probe_interval_s=settings.backend_probe_interval_s)
 
     from askwise.policy.checkpoints import check_prompt_format, ensure_base_checkpoint
     from askwise.policy.engines.transformers_engine import TransformersEngine
@@ -76,18 +79,25 @@ class _Guard:
     """ASGI middleware for what must happen before a body is read: the API key, and the body
     size (checked on Content-Length and again while the body streams in)."""
 
+    # Liveness alone answers without a key: an orchestrator restarts what does not answer it.
+    OPEN_PATHS = frozenset({"/healthz"})
+
     def __init__(self, app, settings: Settings):
         self.app = app
         self.max_body = settings.max_body_bytes
-        self.api_key = settings.api_key
+        self.keys = [f"Bearer {key.get_secret_value()}".encode() for key in settings.api_keys]
+
+    def _authorized(self, given: bytes) -> bool:
+        # Every key is compared, in constant time, so timing tells nothing about which is close.
+        matches = [hmac.compare_digest(given, key) for key in self.keys]
+        return any(matches)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or ())
-        if self.api_key and scope["path"].startswith("/v1/"):
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given, f"Bearer {self.api_key}"):
+        if self.keys and scope["path"] not in self.OPEN_PATHS:
+            if not self._authorized(headers.get(b"authorization", b"")):
                 return await error_response(APIError(
                     401, "missing or wrong API key (Authorization: Bearer <key>)",
                     code="invalid_api_key"))(scope, receive, send)
@@ -121,7 +131,10 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = ChatService(settings, engine or make_engine(settings), presets, Metrics())
+        service = ChatService(settings, engine or make_engine(settings), presets, Metrics())
+        if isinstance(service.engine, ReplicaSet):
+            service.metrics.watch_replicas(service.engine.replicas)
+        app.state.service = service
         log.info("askwise %s serving backend=%s on %s:%s", __version__, settings.backend,
                  settings.host, settings.port)
         try:
@@ -135,4 +148,48 @@ def build_app(settings: Settings | None = None, engine: Engine | None = None) ->
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(_Guard, settings=settings)
+    _document_errors(app)
     return app
+
+
+_ERRORS = {
+    "400": "Invalid request (the body, a limit, a preset)", "401": "Missing or wrong API key",
+    "404": "Unknown model", "413": "Body larger than max_body_bytes",
+    "429": "Admission limit reached (Retry-After says when to retry)",
+    "502": "The backend failed or answered garbage", "503": "Backend down or loading, or draining",
+    "504": "The backend took longer than backend_timeout_s",
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The schema says what the server does: errors are 4xx/5xx in the OpenAI shape (not
+    FastAPI's 422 validation body), and every route but liveness may answer 401."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ErrorResponse, ErrorDetail):
+            components[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            components[model.__name__].pop("$defs", None)
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                responses = operation["responses"]
+                responses.pop("422", None)
+                codes = list(_ERRORS) if path.startswith("/v1/chat") else []
+                if path.startswith("/v1/"):
+                    codes += ["502", "503", "504"]
+                if path not in _Guard.OPEN_PATHS:
+                    codes.append("401")
+                for code in codes:
+                    responses.setdefault(code, {"description": _ERRORS[code], "content": error})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi

@@ -25,6 +25,25 @@ def serve(args: argparse.Namespace) -> int:
     settings = from_arguments(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, timeout_graceful_shutdown=10)
+    app = build_app(settings)
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM/SIGINT, close admission before uvicorn stops accepting connections, so
+        /readyz says "draining" and a request that slips in on a kept-alive connection gets
+        503 instead of a cut connection. uvicorn then waits up to `drain_timeout_s` for the
+        requests in flight (queued ones included) and runs the engine's shutdown."""
+
+        def handle_exit(self, sig, frame) -> None:
+            service = getattr(app.state, "service", None)
+            if service is not None and not service.admission.closed:
+                service.admission.close()
+                logging.getLogger("askwise.server").info(
+                    "draining: %d in flight, %d queued", service.admission.in_flight,
+                    service.admission.queued)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                            log_level=settings.log_level,
+                            timeout_graceful_shutdown=settings.drain_timeout_s)
+    DrainingServer(config).run()
     return 0

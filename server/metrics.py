@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
@@ -24,9 +25,38 @@ class Metrics:
             "askwise_tokens", "Tokens processed by the policy model.", ["kind"], registry=self.registry)
         self.in_flight = Gauge(
             "askwise_in_flight_requests", "Chat requests being served now.", registry=self.registry)
+        self.queued = Gauge(
+            "askwise_queued_requests", "Chat requests waiting for a serving slot.",
+            registry=self.registry)
         self.backend_errors = Counter(
             "askwise_backend_errors", "Engine or backend failures by kind.", ["kind"],
             registry=self.registry)
         self.malformed = Counter(
             "askwise_malformed_replies", "Model replies that needed a parser fallback.",
             registry=self.registry)
+
+    def watch_replicas(self, replicas) -> None:
+        """Export each backend replica's state (askwise.policy.engines.replicas.Replica)."""
+        self.registry.register(_ReplicaCollector(replicas))
+
+
+class _ReplicaCollector:
+    """Read at scrape time: the replica set owns the numbers, metrics only reports them."""
+
+    def __init__(self, replicas):
+        self.replicas = replicas
+
+    def collect(self):
+        up = GaugeMetricFamily("askwise_backend_replica_up",
+                               "1 while a backend replica takes requests, 0 while it is out.",
+                               labels=["replica"])
+        outstanding = GaugeMetricFamily("askwise_backend_replica_outstanding",
+                                        "Requests waiting on each backend replica.", labels=["replica"])
+        sent = CounterMetricFamily("askwise_backend_replica_requests",
+                                   "Generation requests sent to each backend replica.",
+                                   labels=["replica"])
+        for replica in self.replicas:
+            up.add_metric([replica.name], float(replica.healthy))
+            outstanding.add_metric([replica.name], replica.outstanding)
+            sent.add_metric([replica.name], replica.served)
+        return [up, outstanding, sent]

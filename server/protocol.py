@@ -20,6 +20,8 @@ from askwise.policy.costs import CostOverrides
 Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 MaxTokens = Annotated[int, Field(ge=1)]
+# Backends take 64-bit seeds; a bigger integer would reach them and fail there (a 5xx).
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class _Strict(BaseModel):
@@ -49,7 +51,7 @@ class ChatRequest(_Strict):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     max_tokens: MaxTokens | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     stream: bool = False
 
 
@@ -92,6 +94,19 @@ class ChatResponse(PolicyResult):
     usage: Usage
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error, in the OpenAI shape."""
+
+    error: ErrorDetail
+
+
 # ---------------------------------------------------------------------- OpenAI-compatible
 
 
@@ -128,7 +143,7 @@ class OpenAIChatRequest(BaseModel):
     max_tokens: MaxTokens | None = None
     max_completion_tokens: MaxTokens | None = None
     n: Annotated[int, Field(ge=1)] = 1
-    seed: int | None = None
+    seed: Seed | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: StrictStr | list[StrictStr] | None = None
@@ -138,3 +153,26 @@ class OpenAIChatRequest(BaseModel):
     preset: StrictStr | None = None
     costs: CostOverrides | None = None
     documents: list[DocumentIn | StrictStr] = Field(default_factory=list)
+
+
+class ChatCompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int = 0
+    message: ChatCompletionMessage
+    finish_reason: str
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat.completion, plus what the policy did in `askwise`."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: Usage
+    askwise: PolicyResult

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from askwise.policy.actions import (
@@ -22,6 +22,7 @@ from askwise.policy.prompt import (
 )
 from askwise.policy.reward import count_words, turn_cost
 
+from .admission import Admission
 from .errors import APIError
 from .metrics import Metrics
 from .protocol import AppliedCosts, DocumentIn, InterpretationOut, PolicyResult
@@ -73,30 +74,13 @@ class ChatService:
         self.engine = engine
         self.presets = presets
         self.metrics = metrics
-        self._in_flight = 0
+        self.admission = Admission(
+            settings.max_in_flight, settings.max_queued, settings.queue_timeout_s,
+            on_change=self._admission_changed)
 
-    # ------------------------------------------------------------------ admission
-
-    def acquire(self) -> Callable[[], None]:
-        """Take a serving slot, or answer 429 at once past `max_in_flight`.
-
-        Returns the (idempotent) release: a stream releases when its last byte is sent.
-        """
-        if self._in_flight >= self.settings.max_in_flight:
-            raise APIError(429, f"server is at its limit of {self.settings.max_in_flight} "
-                           "requests in flight; retry shortly", code="server_busy", retry_after=1)
-        self._in_flight += 1
-        self.metrics.in_flight.inc()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._in_flight -= 1
-                self.metrics.in_flight.dec()
-
-        return release
+    def _admission_changed(self, in_flight: int, queued: int) -> None:
+        self.metrics.in_flight.set(in_flight)
+        self.metrics.queued.set(queued)
 
     # ------------------------------------------------------------------ validation
 

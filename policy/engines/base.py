@@ -71,6 +71,10 @@ class EngineUnavailable(EngineError):
     code = "backend_unavailable"
 
 
+class EngineUnreachable(EngineUnavailable):
+    """The backend could not be reached, or dropped the connection before answering."""
+
+
 class EngineTimeout(EngineError):
     status = 504
     code = "backend_timeout"

@@ -25,7 +25,7 @@ import httpx
 
 from .base import (
     ChatMessages, Completion, Engine, EngineBadResponse, EngineRejected, EngineTimeout,
-    EngineUnavailable, SamplingParams, StreamChunk, UnknownModel,
+    EngineUnavailable, EngineUnreachable, SamplingParams, StreamChunk, UnknownModel,
 )
 
 
@@ -45,6 +45,7 @@ class OpenAIEngine(Engine):
         connect_timeout_s: float = 5.0,
         timeout_s: float = 120.0,
         max_connections: int = 64,
+        send_seeds: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         base_url = base_url.rstrip("/")
@@ -53,6 +54,7 @@ class OpenAIEngine(Engine):
         self.structured_outputs = structured_outputs != "off"
         self._fallback_allowed = structured_outputs == "auto"
         self.timeout_s = timeout_s
+        self.send_seeds = send_seeds
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             headers=headers,
@@ -117,7 +119,7 @@ class OpenAIEngine(Engine):
             "top_p": params.top_p,
             "stream": stream,
         }
-        if params.seed is not None:
+        if params.seed is not None and self.send_seeds:
             body["seed"] = params.seed
         if params.stop:
             body["stop"] = list(params.stop)
@@ -274,7 +276,7 @@ def _transport_error(exc: httpx.HTTPError):
     if isinstance(exc, httpx.TimeoutException):
         return EngineTimeout(f"backend timed out: {type(exc).__name__}")
     if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError)):
-        return EngineUnavailable(f"backend unreachable: {exc or type(exc).__name__}", retry_after=5)
+        return EngineUnreachable(f"backend unreachable: {exc or type(exc).__name__}", retry_after=5)
     return EngineBadResponse(f"backend transport error: {exc or type(exc).__name__}")
 
 

@@ -6,20 +6,25 @@ same admission control, metrics and error handling.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import APIError
 from ..service import ChatService, Prepared, Reply, TurnRequest
 
 
+# nginx's status for "the client closed the connection first"; only metrics ever see it.
+CLIENT_CLOSED = 499
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
+T = TypeVar("T")
 RenderJSON = Callable[[Prepared, Reply], dict]
 RenderStream = Callable[[Prepared, AsyncIterator[tuple[str, object]]], AsyncIterator[dict]]
 
@@ -35,6 +40,32 @@ def _preset_label(service: ChatService, name: str | None) -> str:
     return name if name in service.presets else "invalid"
 
 
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T | None:
+    """Run `work`, cancelling it if the client hangs up first (then None).
+
+    Starlette cancels a streaming response when its client goes away, but not a handler
+    that is still waiting for a whole reply: without this, a request abandoned in the queue
+    or in the backend would keep its slot and its GPU time until the model finished.
+    The body has been read, so the next ASGI message can only be the disconnect.
+    """
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, watcher):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+    if task.cancelled():
+        return None
+    return task.result()
+
+
 async def serve_turn(request: Request, turn: TurnRequest, *, stream: bool, endpoint: str,
                      render_json: RenderJSON, render_stream: RenderStream):
     service: ChatService = request.app.state.service
@@ -46,26 +77,34 @@ async def serve_turn(request: Request, turn: TurnRequest, *, stream: bool, endpo
         metrics.requests.labels(endpoint, preset, action, str(status)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
+    async def admitted():
+        """Queue for a slot, then run the turn (or open its stream) while holding it."""
+        release = await service.admission.acquire()
+        handed_over = False
+        try:
+            prepared = await service.prepare(turn)
+            if not stream:
+                return prepared, await service.run(prepared), None
+            events = await service.open_stream(prepared)
+            handed_over = True
+            return prepared, events, release
+        finally:
+            if not handed_over:
+                release()
+
     try:
-        release = service.acquire()
+        outcome = await cancel_on_disconnect(request, admitted())
     except APIError as exc:
         record(exc.status)
         raise
-    handed_over = False
-    try:
-        prepared = await service.prepare(turn)
-        if not stream:
-            reply = await service.run(prepared)
-            record(200, reply.parsed.action.value)
-            return JSONResponse(render_json(prepared, reply))
-        events = await service.open_stream(prepared)
-        handed_over = True
-    except APIError as exc:
-        record(exc.status)
-        raise
-    finally:
-        if not handed_over:
-            release()
+    if outcome is None:
+        record(CLIENT_CLOSED)
+        return Response(status_code=CLIENT_CLOSED)
+    prepared, result, release = outcome
+    if not stream:
+        record(200, result.parsed.action.value)
+        return JSONResponse(render_json(prepared, result))
+    events = result
     # From here on the stream owns the slot.
 
     async def body() -> AsyncIterator[str]:

@@ -40,10 +40,15 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {
+    "description": "Not ready: loading, backend down, or draining",
+    "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def readyz(request: Request):
-    """Readiness: the model is loaded (embedded) or the backend answers (openai)."""
+    """Readiness: the model is loaded (embedded) or a backend replica answers (openai), and
+    the server is not shutting down."""
     service = request.app.state.service
+    if service.admission.closed:
+        return JSONResponse({"status": "draining", "reason": "shutting down"}, status_code=503)
     try:
         await service.engine.check_ready()
     except EngineError as exc:
@@ -52,7 +57,8 @@ async def readyz(request: Request):
     return {"status": "ready", "backend": service.settings.backend}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 async def metrics(request: Request):
     registry = request.app.state.service.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

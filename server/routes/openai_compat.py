@@ -14,7 +14,9 @@ from fastapi import APIRouter, Request
 from askwise.policy.prompt import Turn
 
 from ..errors import APIError
-from ..protocol import OpenAIChatRequest
+from ..protocol import (
+    ChatCompletion, ChatCompletionChoice, ChatCompletionMessage, OpenAIChatRequest,
+)
 from ..service import Prepared, Reply, TurnRequest, documents_from, new_id, now
 from .flow import serve_turn
 
@@ -40,8 +42,11 @@ def _reject_unsupported(body: OpenAIChatRequest) -> None:
                        param="max_completion_tokens", code="invalid_request")
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses={200: {
+    "model": ChatCompletion, "content": {"text/event-stream": {}},
+    "description": "JSON, or server-sent chat.completion.chunk events with stream=true"}})
 async def chat_completions(body: OpenAIChatRequest, request: Request):
+    """OpenAI's chat completions; the policy's action and costs are in the `askwise` field."""
     _reject_unsupported(body)
     service = request.app.state.service
     turns = [Turn("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
@@ -62,13 +67,12 @@ async def chat_completions(body: OpenAIChatRequest, request: Request):
 
     def render_json(prepared: Prepared, reply: Reply) -> dict:
         result = service.result(prepared, reply.parsed)
-        return {
-            **envelope(prepared, "chat.completion"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.message},
-                         "finish_reason": reply.completion.finish_reason}],
-            "usage": usage(reply),
-            "askwise": result.model_dump(mode="json"),
-        }
+        return ChatCompletion(
+            id=completion_id, created=created, model=prepared.model,
+            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=result.message),
+                                          finish_reason=reply.completion.finish_reason)],
+            usage=usage(reply), askwise=result,
+        ).model_dump(mode="json")
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 

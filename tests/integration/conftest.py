@@ -41,7 +41,7 @@ def scripted(misbehaving_backend, logs):
     """A gateway routed to the scripted backend's "clarifier" (a deterministic clarification
     round), admitting one request at a time so that 429 can be provoked."""
     server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
-                     "--model", "clarifier", "--max-in-flight", "1")
+                     "--model", "clarifier", "--max-in-flight", "1", "--max-queued", "0")
     yield server
     server.stop()
 

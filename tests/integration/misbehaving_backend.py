@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
-          "slowstream", "clarifier"]
+          "slowstream", "clarifier", "echo", "hold"]
 OPEN_STREAMS = 0
+OPEN_HOLDS = 0
 
 
 @app.get("/v1/models")
@@ -47,6 +48,22 @@ async def chat(request: Request):
                             headers={"Retry-After": "7"})
     if model == "wait":
         await asyncio.sleep(1.5)
+    if model == "hold":
+        # Like vLLM: generate for up to 30 s, but stop as soon as the client hangs up.
+        global OPEN_HOLDS
+        OPEN_HOLDS += 1
+        try:
+            for _ in range(300):
+                if await request.is_disconnected():
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            OPEN_HOLDS -= 1
+    if model == "echo":
+        # Answers with the request's own words after a moment, so concurrent replies that
+        # got swapped or mixed are caught.
+        await asyncio.sleep(0.2)
+        return completion("#ANSWER You said: " + body["messages"][-1]["content"].splitlines()[0])
     text = "Paris is the capital of France, as everyone knows."
     if model == "clarifier":
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]
@@ -90,7 +107,7 @@ async def chat(request: Request):
 
 @app.get("/stats")
 async def stats():
-    return {"open_streams": OPEN_STREAMS}
+    return {"open_streams": OPEN_STREAMS, "open_holds": OPEN_HOLDS}
 
 
 @app.get("/health")

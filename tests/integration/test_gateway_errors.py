@@ -98,7 +98,8 @@ def test_openai_client_sees_typed_errors(embedded):
 @pytest.fixture(scope="module")
 def dead_backend_gateway(logs):
     server = gateway(logs, "--backend", "openai", "--backend-url", f"http://127.0.0.1:{free_port()}/v1",
-                     "--api-key", "s3cret", "--backend-timeout-s", "3", ready_path="/healthz")
+                     "--backend-timeout-s", "3", ready_path="/healthz",
+                     env={"ASKWISE_API_KEYS": "s3cret"})
     yield server
     server.stop()
 
@@ -115,7 +116,7 @@ def test_unreachable_backend_is_503_and_not_ready(dead_backend_gateway):
     url, auth = dead_backend_gateway.url, {"Authorization": "Bearer s3cret"}
     error = assert_error(httpx.post(url + "/v1/chat", json={"messages": USER}, headers=auth), 503)
     assert error["type"] == "service_unavailable"
-    ready = httpx.get(url + "/readyz")
+    ready = httpx.get(url + "/readyz", headers=auth)
     assert ready.status_code == 503 and "Retry-After" in ready.headers
     # Validation still comes first: bad input is the client's problem even when we are down.
     assert_error(httpx.post(url + "/v1/chat", json={"messages": USER, "costs": {"alpha": -1}},
@@ -125,7 +126,7 @@ def test_unreachable_backend_is_503_and_not_ready(dead_backend_gateway):
 @pytest.fixture(scope="module")
 def flaky(misbehaving_backend, logs):
     server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
-                     "--backend-timeout-s", "2", "--max-in-flight", "2")
+                     "--backend-timeout-s", "2", "--max-in-flight", "2", "--max-queued", "0")
     yield server
     server.stop()
 

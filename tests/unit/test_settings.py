@@ -49,3 +49,15 @@ def test_the_embedded_engine_serves_the_shipped_policy_unless_told_otherwise(tmp
     assert policy_adapter(parse(["--base-only"])) is None
     assert policy_adapter(parse(["--base-model", str(tmp_path)])) is None  # trained on another base
     assert policy_adapter(parse(["--adapter", str(tmp_path)])) == tmp_path
+
+
+def test_keys_come_from_the_environment_and_never_show(monkeypatch):
+    keys = ("sk-askwise-test-7Hq2", "sk-askwise-test-Zp9v")
+    monkeypatch.setenv("ASKWISE_API_keys", " , ".join(keys))
+    settings = Settings()
+    assert [k.get_secret_value() for k in settings.api_keys] == list(keys)
+    assert not any(key in repr(settings) or key in str(settings.model_dump()) for key in keys)
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert "--api-keys" not in parser.format_help()
