@@ -276,8 +276,8 @@ def _transport_error(exc: httpx.HTTPError):
     if isinstance(exc, httpx.TimeoutException):
         return EngineTimeout(f"backend timed out: {type(exc).__name__}")
     if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError)):
-        return EngineUnreachable(f"backend unreachable: {exc or type(exc).__name__}", retry_after=5)
-    return EngineBadResponse(f"backend transport error: {exc or type(exc).__name__}")
+        return EngineUnreachable(f"backend unreachable: {str(exc) or type(exc).__name__}", retry_after=5)
+    return EngineBadResponse(f"backend transport error: {str(exc) or type(exc).__name__}")
 
 
 def _error_from_body(status: int, body: dict, retry_after: str | None = None):
