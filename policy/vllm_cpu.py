@@ -90,6 +90,7 @@ class VLLMServer:
     max_model_len: int = 2048
     max_lora_rank: int = 16
     enforce_eager: bool = True
+    cpus: str | None = None  # e.g. "0": run on these cores only (taskset), OpenMP bound to them
     log_path: Path | None = None
     process: subprocess.Popen | None = None
 
@@ -98,7 +99,8 @@ class VLLMServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def command(self) -> list[str]:
-        command = [
+        command = ["taskset", "-c", self.cpus] if self.cpus else []
+        command += [
             str(venv_python(Path(self.venv or default_venv()))),
             "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(self.model),
@@ -120,6 +122,8 @@ class VLLMServer:
         env.setdefault("VLLM_CACHE_ROOT", str(cache_dir() / "vllm-cache"))
         env["HF_HUB_OFFLINE"] = "1"  # the model is local; never try a hub
         env.pop("VLLM_CPU_OMP_THREADS_BIND", None)  # "auto" is the fast setting on 2 cores
+        if self.cpus:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpus
         return env
 
     def start(self) -> "VLLMServer":

@@ -61,9 +61,10 @@ class ServerProcess:
 
 
 def gateway(tmp_dir: Path, *flags: str, ready_path: str = "/readyz", timeout_s: float = 300,
-            env: dict | None = None) -> ServerProcess:
-    """`askwise serve` exactly as a user runs it, on a free port."""
+            env: dict | None = None, cpus: str | None = None) -> ServerProcess:
+    """`askwise serve` exactly as a user runs it, on a free port (on `cpus` only, if given)."""
     port = free_port()
-    args = [sys.executable, "-m", "askwise", "serve", "--port", str(port), "--torch-threads", "1",
-            *flags]
+    args = ["taskset", "-c", cpus] if cpus else []
+    args += [sys.executable, "-m", "askwise", "serve", "--port", str(port), "--torch-threads", "1",
+             *flags]
     return ServerProcess(args, port, tmp_dir / f"gateway-{port}.log", ready_path, env).start(timeout_s)

@@ -1,8 +1,11 @@
 """Engine for any OpenAI-compatible server: vLLM first, also `transformers serve`, llama.cpp.
 
-One pooled `httpx.AsyncClient` (connection reuse), explicit connect/read timeouts plus a
+One pooled `aiohttp.ClientSession` (connection reuse), explicit connect/read timeouts plus a
 total deadline per request, SSE streaming, and adapter selection by model name (vLLM serves
-each LoRA adapter under its own name: `--lora-modules name=path`).
+each LoRA adapter under its own name: `--lora-modules name=path`). aiohttp rather than httpx
+because this client sits on every request's path: with an instant backend, the gateway spent
+two thirds of its CPU per request inside httpx/httpcore/anyio (py-spy), and aiohttp does the
+same work in a fraction of it (benchmarks/serving.py --only overhead).
 
 Constraints: the request carries vLLM's `structured_outputs: {"regex": ...}` (the old
 `guided_json` family is silently ignored by current vLLM, so it is never sent). Servers
@@ -21,10 +24,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Literal
 
-import httpx
+import aiohttp
 
 from .base import (
-    ChatMessages, Completion, Engine, EngineBadResponse, EngineRejected, EngineTimeout,
+    ChatMessages, Completion, Engine, EngineBadResponse, EngineError, EngineRejected, EngineTimeout,
     EngineUnavailable, EngineUnreachable, SamplingParams, StreamChunk, UnknownModel,
 )
 
@@ -46,7 +49,6 @@ class OpenAIEngine(Engine):
         timeout_s: float = 120.0,
         max_connections: int = 64,
         send_seeds: bool = True,
-        transport: httpx.AsyncBaseTransport | None = None,
     ):
         base_url = base_url.rstrip("/")
         self.base_url = base_url if base_url.endswith("/v1") else base_url + "/v1"
@@ -55,14 +57,11 @@ class OpenAIEngine(Engine):
         self._fallback_allowed = structured_outputs == "auto"
         self.timeout_s = timeout_s
         self.send_seeds = send_seeds
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            transport=transport,
-        )
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s,
+                                              sock_read=timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None  # made in the loop that uses it
         self._models: list[str] = []
         self._models_at = -MODELS_CACHE_S
 
@@ -94,7 +93,9 @@ class OpenAIEngine(Engine):
                 f"backend does not serve the configured model {self.default_model!r}; it serves {models}")
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     # ------------------------------------------------------------------ generation
 
@@ -110,7 +111,9 @@ class OpenAIEngine(Engine):
                                    param="model")
         return model
 
-    def _body(self, messages: ChatMessages, params: SamplingParams, model: str, stream: bool) -> dict:
+    def request_body(self, messages: ChatMessages, params: SamplingParams, model: str,
+                     stream: bool) -> dict:
+        """The JSON body sent to the backend for one request (benchmarks replay it directly)."""
         body = {
             "model": model,
             "messages": messages,
@@ -145,7 +148,7 @@ class OpenAIEngine(Engine):
 
     async def complete(self, messages: ChatMessages, params: SamplingParams,
                        model: str | None = None) -> Completion:
-        body = self._body(messages, params, await self._resolve_model(model), stream=False)
+        body = self.request_body(messages, params, await self._resolve_model(model), stream=False)
         async with await self._send(body) as response:
             data = _load_json(await _read(response))
         try:
@@ -162,20 +165,23 @@ class OpenAIEngine(Engine):
 
     async def stream(self, messages: ChatMessages, params: SamplingParams,
                      model: str | None = None) -> AsyncIterator[StreamChunk]:
-        body = self._body(messages, params, await self._resolve_model(model), stream=True)
+        body = self.request_body(messages, params, await self._resolve_model(model), stream=True)
         text, usage, finish = [], {}, "stop"
         deadline = time.monotonic() + self.timeout_s
         async with await self._send(body) as response:
-            lines = response.aiter_lines()
+            lines = aiter(response.content)
             while True:
                 try:
-                    line = await asyncio.wait_for(anext(lines), max(0.0, deadline - time.monotonic()))
+                    raw = await asyncio.wait_for(anext(lines), max(0.0, deadline - time.monotonic()))
                 except StopAsyncIteration:
                     break
                 except asyncio.TimeoutError:
                     raise EngineTimeout(f"backend stream exceeded {self.timeout_s:g} s") from None
-                except httpx.HTTPError as exc:
+                except aiohttp.ClientError as exc:
                     raise _transport_error(exc) from None
+                except ValueError:  # aiohttp's "Line is too long" (over 64 KiB)
+                    raise EngineBadResponse("backend sent an over-long stream line") from None
+                line = raw.decode("utf-8", errors="replace").strip()
                 if not line.startswith("data:"):
                     continue
                 payload = line[5:].strip()
@@ -218,48 +224,68 @@ class OpenAIEngine(Engine):
         async with self._request("GET", path) as response:
             return _load_json(await _read(response))
 
-    def _request(self, method: str, path: str, body: dict | None = None):
-        return _Exchange(self._client, method, self.base_url + path, body, self.timeout_s)
+    def _request(self, method: str, path: str, body: dict | None = None) -> "_Exchange":
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                json_serialize=_dumps)
+        return _Exchange(self._session, method, self.base_url + path, body, self.timeout_s)
 
 
 class _Exchange:
     """One request as an async context manager: transport errors and HTTP errors mapped to
     engine errors, and a total deadline on the response headers. `open` may come first."""
 
-    def __init__(self, client, method, url, body, timeout_s):
-        self._cm = client.stream(method, url, json=body)
+    def __init__(self, session: aiohttp.ClientSession, method: str, url: str, body: dict | None,
+                 timeout_s: float):
+        self._session, self._method, self._url, self._body = session, method, url, body
         self._timeout_s = timeout_s
-        self._response: httpx.Response | None = None
+        self._response: aiohttp.ClientResponse | None = None
 
-    async def open(self) -> httpx.Response:
+    async def open(self) -> aiohttp.ClientResponse:
         try:
-            response = await asyncio.wait_for(self._cm.__aenter__(), self._timeout_s)
+            response = await asyncio.wait_for(
+                self._session.request(self._method, self._url, json=self._body), self._timeout_s)
         except asyncio.TimeoutError:
             raise EngineTimeout(f"backend did not answer within {self._timeout_s:g} s") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise _transport_error(exc) from None
-        if response.status_code >= 400:
+        if response.status >= 400:
             try:
                 body = _load_json(await _read(response))
-            except EngineBadResponse:
+            except EngineError:
                 body = {}
-            await self._cm.__aexit__(None, None, None)
-            raise _error_from_body(response.status_code, body, response.headers.get("retry-after"))
+            finally:
+                response.release()
+            raise _error_from_body(response.status, body, response.headers.get("retry-after"))
         self._response = response
         return response
 
-    async def __aenter__(self) -> httpx.Response:
+    async def __aenter__(self) -> aiohttp.ClientResponse:
         return self._response if self._response is not None else await self.open()
 
-    async def __aexit__(self, *exc_info):
-        await self._cm.__aexit__(*exc_info)
+    async def __aexit__(self, exc_type, exc, tb):
+        if self._response is not None:
+            # A response read to its end goes back to the pool; one abandoned mid-way (the
+            # client hung up, the caller stopped early) is closed, which makes vLLM abort it.
+            if exc_type is None and self._response.content.at_eof():
+                self._response.release()
+            else:
+                self._response.close()
 
 
-async def _read(response: httpx.Response) -> bytes:
+async def _read(response: aiohttp.ClientResponse) -> bytes:
     try:
-        return await response.aread()
-    except httpx.HTTPError as exc:
+        return await response.read()
+    except asyncio.TimeoutError:
+        raise EngineTimeout("backend stopped sending its reply") from None
+    except aiohttp.ClientError as exc:
         raise _transport_error(exc) from None
+
+
+def _dumps(data) -> str:
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _load_json(raw: bytes | str) -> dict:
@@ -272,11 +298,13 @@ def _load_json(raw: bytes | str) -> dict:
     return data
 
 
-def _transport_error(exc: httpx.HTTPError):
-    if isinstance(exc, httpx.TimeoutException):
+def _transport_error(exc: aiohttp.ClientError):
+    if isinstance(exc, aiohttp.ServerTimeoutError):
         return EngineTimeout(f"backend timed out: {type(exc).__name__}")
-    if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError)):
-        return EngineUnreachable(f"backend unreachable: {str(exc) or type(exc).__name__}", retry_after=5)
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        # Refused, reset, or closed before the reply was complete: the server is gone.
+        return EngineUnreachable(f"backend unreachable: {str(exc) or type(exc).__name__}",
+                                 retry_after=5)
     return EngineBadResponse(f"backend transport error: {str(exc) or type(exc).__name__}")
 
 
