@@ -145,27 +145,37 @@ def overhead(vllm: VLLMServer, logs: Path, concurrency: list[int], per_client: i
             gateway_bodies = [chat_body(i, max_tokens) for i in range(n)]
             asyncio.run(closed_loop(server.url + "/v1/chat", gateway_bodies[:clients], clients,
                                     completion_tokens))  # warm both paths
-            # One client: alternate request by request, so each gateway request has a direct
-            # twin measured moments before (same prompt), and "added" is the median of the
-            # pairwise differences. More clients: alternate whole rounds.
-            size = 1 if clients == 1 else n
-            direct, through = [], []
+            # More clients: alternate whole rounds. One client: each gateway request sits
+            # between two direct twins of the same prompt, so drift cancels; "added" is the
+            # median of gateway - mean(twins), and the twins' own difference (an A/A test)
+            # is printed as the noise floor the added time must be read against.
+            direct, through, added, floor = [], [], [], []
             for _ in range(rounds):
-                for start in range(0, n, size):
+                if clients > 1:
                     direct.append(asyncio.run(closed_loop(
-                        vllm.base_url + "/chat/completions", direct_bodies[start:start + size],
-                        clients, completion_tokens)))
-                    through.append(asyncio.run(closed_loop(
-                        server.url + "/v1/chat", gateway_bodies[start:start + size], clients,
+                        vllm.base_url + "/chat/completions", direct_bodies, clients,
                         completion_tokens)))
+                    through.append(asyncio.run(closed_loop(
+                        server.url + "/v1/chat", gateway_bodies, clients, completion_tokens)))
+                    continue
+                for i in range(n):
+                    before = asyncio.run(closed_loop(vllm.base_url + "/chat/completions",
+                                                     direct_bodies[i:i + 1], 1, completion_tokens))
+                    middle = asyncio.run(closed_loop(server.url + "/v1/chat",
+                                                     gateway_bodies[i:i + 1], 1, completion_tokens))
+                    after = asyncio.run(closed_loop(vllm.base_url + "/chat/completions",
+                                                    direct_bodies[i:i + 1], 1, completion_tokens))
+                    direct += [before, after]
+                    through.append(middle)
+                    twins = (before.latencies[0] + after.latencies[0]) / 2
+                    added.append(middle.latencies[0] - twins)
+                    floor.append(abs(after.latencies[0] - before.latencies[0]) / 2)
             d, g = merge(direct), merge(through)
-            if clients == 1:
-                added_p50 = statistics.median(b - a for a, b in zip(d.latencies, g.latencies))
-            else:
-                added_p50 = g.pct(0.5) - d.pct(0.5)
+            added_p50 = statistics.median(added) if added else g.pct(0.5) - d.pct(0.5)
+            noise = f" (A/A noise {statistics.median(floor) * 1000:.1f})" if floor else ""
             ms = 1000
-            print(f"| {clients} | {n * rounds} | {d.rps:.2f} | {g.rps:.2f} | {g.rps / d.rps:.3f} | "
-                  f"{d.pct(0.5) * ms:.1f} | {added_p50 * ms:+.1f} | "
+            print(f"| {clients} | {len(g.latencies)} | {d.rps:.2f} | {g.rps:.2f} | {g.rps / d.rps:.3f} | "
+                  f"{d.pct(0.5) * ms:.1f} | {added_p50 * ms:+.1f}{noise} | "
                   f"{d.pct(0.99) * ms:.1f} | {(g.pct(0.99) - d.pct(0.99)) * ms:+.1f} |", flush=True)
     finally:
         server.stop()

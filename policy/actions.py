@@ -96,15 +96,17 @@ def _split_tag(text: str, final: bool) -> tuple[bool, Action | None, int]:
     """
     lead = len(text) - len(text.lstrip(_LEAD))
     rest = text[lead:]
-    if not final and len(rest) < _DECIDE_CHARS:
-        return False, None, 0
     match = _TAG_RE.match(rest)
+    if not final and len(rest) < _DECIDE_CHARS and match is None:
+        return False, None, 0  # a tag may still be forming, or this is untagged text
     if match is None:
         return True, None, 0
     name = (match.group("hash") or match.group("bare")).upper()
     body = _AFTER_TAG.match(text, lead + match.end()).end()
-    if body == len(text) and not final:
-        # "#ANSWER " so far: the separator may continue; wait for the message to start.
+    if not final and (body == len(text) or (len(rest) < _DECIDE_CHARS and text[body] in "*_:")):
+        # "#ANSWER " or "#ANSWER*" so far: the separator may go on; wait for the message.
+        # A whole tag followed by the message's first character decides at once, so a
+        # stream announces its action a token after the tag, not 20 characters later.
         return False, None, 0
     return True, _TAG_ALIASES[name.replace("-", "_")], body
 

@@ -104,6 +104,34 @@ def test_streaming_equals_parsing_for_any_chunking(text, cuts):
     assert parsed == expected
 
 
+TAG_LIKE = ["", "#ANSWER", "#ANSWER ", "#ANSWER*", "**#CLARIFY**", "#CLARIFY:", "#MULTI_ANS\n",
+            "#MULTI_ANSWER ", "ANSWER:", "#answer ", " > #CLARIFICATION", "#ANS", "#CLARIFYING "]
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(TAG_LIKE), st.text(alphabet=" *_:\nPa,#ris", max_size=30),
+       st.lists(st.integers(min_value=0, max_value=60), max_size=10))
+def test_streaming_decides_early_only_what_the_whole_reply_decides(tag, text, cuts):
+    text = tag + text
+    cuts = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    expected = parse_action(text)
+    parser, shown = ActionStreamParser(), ""
+    for piece in pieces:
+        shown += parser.feed(piece)
+        if parser.action is not None:
+            assert parser.action is expected.action, (text, pieces)
+    tail, parsed = parser.finish()
+    assert shown + tail == expected.message and parsed == expected
+
+
+def test_a_whole_tag_and_one_character_announce_the_action():
+    parser = ActionStreamParser()
+    assert parser.feed("#CLARIFY") == "" and parser.action is None
+    assert parser.feed(" ") == "" and parser.action is None
+    assert parser.feed("W") == "W" and parser.action is Action.CLARIFY
+
+
 @given(st.sampled_from(["#CLARIFY Which year do you mean?", "#ANSWER Paris is the capital",
                         "Paris, obviously, is the capital of France"]))
 def test_stream_announces_the_action_before_the_end(text):
