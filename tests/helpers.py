@@ -68,3 +68,20 @@ def gateway(tmp_dir: Path, *flags: str, ready_path: str = "/readyz", timeout_s: 
     args += [sys.executable, "-m", "askwise", "serve", "--port", str(port), "--torch-threads", "1",
              *flags]
     return ServerProcess(args, port, tmp_dir / f"gateway-{port}.log", ready_path, env).start(timeout_s)
+
+
+def wait_for(condition, timeout_s: float = 15, interval_s: float = 0.1) -> bool:
+    """Poll `condition` until it holds or time runs out; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(interval_s)
+    return condition()
+
+
+def metric(base_url: str, series: str, headers: dict | None = None) -> float:
+    """One sample from a gateway's /metrics, by its exact series (name and labels)."""
+    prefix = series + " "
+    for line in httpx.get(f"{base_url}/metrics", headers=headers, timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    raise KeyError(series)

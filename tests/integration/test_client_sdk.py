@@ -5,7 +5,6 @@ import asyncio
 import threading
 import time
 
-import httpx
 import pydantic
 import pytest
 
@@ -14,7 +13,7 @@ from askwise.client import (
 )
 from askwise.policy import Action
 from askwise.server.protocol import ChatResponse
-from helpers import free_port
+from helpers import free_port, metric
 
 DOCS = ["Hamlet was written by William Shakespeare around 1600."]
 
@@ -74,19 +73,13 @@ def test_unreachable_gateway_is_a_connection_error():
             client.chat("hi")
 
 
-def in_flight(server) -> float:
-    metrics = httpx.get(server.url + "/metrics", timeout=5).text
-    return float(next(line.split()[-1] for line in metrics.splitlines()
-                      if line.startswith("askwise_in_flight_requests ")))
-
-
 def test_429_is_retried_after_retry_after(scripted):
     # The gateway admits one request at a time; "wait" holds the slot for 1.5 s.
     holder = threading.Thread(target=lambda: AskwiseClient(scripted.url).chat("hi", model="wait"))
     holder.start()
     try:
         deadline = time.monotonic() + 30
-        while in_flight(scripted) < 1:  # until the holder has the slot
+        while metric(scripted.url, "askwise_in_flight_requests") < 1:  # until the holder has the slot
             assert time.monotonic() < deadline, "the holding request never arrived"
             time.sleep(0.02)
         with AskwiseClient(scripted.url, max_retries=0) as impatient:

@@ -12,25 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from helpers import gateway
+from helpers import gateway, metric, wait_for
 
 
 USER = [{"role": "user", "content": "Who won the world cup?"}]
 KEYS = ("sk-askwise-test-7Hq2", "sk-askwise-test-Zp9v")
-
-
-def metric(server, name, headers=None) -> float:
-    for line in httpx.get(server.url + "/metrics", headers=headers).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise KeyError(name)
-
-
-def wait_for(condition, timeout_s=15):
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 def routed(backend, logs, *flags, env=None, ready_path="/readyz"):
@@ -54,8 +40,8 @@ def test_bounded_queue_then_429(misbehaving_backend, logs):
         refused = [r for r in responses if r.status_code == 429]
         assert all(r.headers["Retry-After"] == "1" and r.json()["error"]["code"] == "server_busy"
                    for r in refused)
-        assert metric(server, "askwise_in_flight_requests") == 0
-        assert metric(server, "askwise_queued_requests") == 0
+        assert metric(server.url, "askwise_in_flight_requests") == 0
+        assert metric(server.url, "askwise_queued_requests") == 0
     finally:
         server.stop()
 
@@ -98,7 +84,7 @@ def test_load_far_past_the_limit_mixes_no_replies(misbehaving_backend, logs):
         assert served >= 3 * 8 and refused > 0, (served, refused)
         assert httpx.get(server.url + "/healthz").status_code == 200
         assert httpx.get(server.url + "/readyz").status_code == 200
-        assert metric(server, "askwise_in_flight_requests") == 0
+        assert metric(server.url, "askwise_in_flight_requests") == 0
     finally:
         server.stop()
 
@@ -111,7 +97,7 @@ def test_hang_up_cancels_the_backend_request(misbehaving_backend, logs):
         with pytest.raises(httpx.ReadTimeout):
             chat(server, "hold", timeout=1)
         assert wait_for(lambda: holds() == 0, 5), "the backend kept generating"
-        assert wait_for(lambda: metric(server, "askwise_in_flight_requests") == 0, 5)
+        assert wait_for(lambda: metric(server.url, "askwise_in_flight_requests") == 0, 5)
 
         # Queued: a client that leaves the queue frees its place.
         with ThreadPoolExecutor(1) as pool:
@@ -119,7 +105,7 @@ def test_hang_up_cancels_the_backend_request(misbehaving_backend, logs):
             assert wait_for(lambda: holds() == 1, 5)
             with pytest.raises(httpx.ReadTimeout):
                 chat(server, "echo", timeout=0.5)
-            assert wait_for(lambda: metric(server, "askwise_queued_requests") == 0, 5)
+            assert wait_for(lambda: metric(server.url, "askwise_queued_requests") == 0, 5)
             with pytest.raises(httpx.ReadTimeout):
                 holder.result()
         assert wait_for(lambda: holds() == 0, 5)
@@ -133,7 +119,7 @@ def test_sigterm_drains_requests_in_flight(misbehaving_backend, logs):
     try:
         with ThreadPoolExecutor(4) as pool:
             pending = [pool.submit(chat, server, "wait") for _ in range(4)]
-            assert wait_for(lambda: metric(server, "askwise_in_flight_requests") == 4, 5)
+            assert wait_for(lambda: metric(server.url, "askwise_in_flight_requests") == 4, 5)
             server.process.send_signal(signal.SIGTERM)
             statuses = [f.result().status_code for f in pending]
         assert statuses == [200] * 4, statuses
@@ -151,7 +137,7 @@ def test_sigterm_gives_up_after_the_drain_timeout(misbehaving_backend, logs):
     try:
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(chat, server, "hold")
-            assert wait_for(lambda: metric(server, "askwise_in_flight_requests") == 1, 5)
+            assert wait_for(lambda: metric(server.url, "askwise_in_flight_requests") == 1, 5)
             started = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             server.process.wait(15)

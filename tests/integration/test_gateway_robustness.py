@@ -6,14 +6,13 @@ model streams for 30 s and counts its open streams.
 """
 
 import json
-import time
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import gateway
+from helpers import gateway, metric, wait_for
 
 
 json_values = st.recursive(
@@ -43,13 +42,6 @@ def fast(misbehaving_backend, logs):
     server.stop()
 
 
-def wait_for(condition, timeout_s=15):
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return condition()
-
-
 @pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/completions"])
 def test_no_input_makes_a_server_error(fast, path):
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -67,9 +59,7 @@ def test_no_input_makes_a_server_error(fast, path):
 
 def test_client_that_hangs_up_mid_stream_frees_its_slot_and_the_backend(fast, misbehaving_backend):
     def in_flight():
-        for line in fast.get("/metrics").text.splitlines():
-            if line.startswith("askwise_in_flight_requests "):
-                return float(line.split()[1])
+        return metric(str(fast.base_url).rstrip("/"), "askwise_in_flight_requests")
 
     def backend_streams():
         return httpx.get(misbehaving_backend.url + "/stats").json()["open_streams"]

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from askwise.policy.vllm_cpu import VLLMServer
-from helpers import free_port, gateway
+from helpers import free_port, gateway, metric, wait_for
 
 
 pytestmark = pytest.mark.vllm
@@ -79,18 +79,7 @@ def pool_gateway(replicas, logs):
 
 
 def replica_metric(server, name, url) -> float:
-    prefix = f'{name}{{replica="{url}"}} '
-    for line in httpx.get(server.url + "/metrics").text.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix):])
-    raise KeyError(prefix)
-
-
-def wait_for(condition, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return condition()
+    return metric(server.url, f'{name}{{replica="{url}"}}')
 
 
 def ask(server, n=1, max_tokens=16):
@@ -123,7 +112,7 @@ def test_replica_killed_mid_load_is_taken_out_then_back(replicas, pool_gateway):
     assert httpx.get(pool_gateway.url + "/readyz").status_code == 200  # b still serves
 
     replicas.restart("a")
-    assert wait_for(lambda: up("a") == 1, 30), "the restarted replica was not put back"
+    assert wait_for(lambda: up("a") == 1, 30, 0.2), "the restarted replica was not put back"
     before = replica_metric(pool_gateway, "askwise_backend_replica_requests_total", replicas.url("a"))
     assert all(r.status_code == 200 for r in ask(pool_gateway, 6))
     after = replica_metric(pool_gateway, "askwise_backend_replica_requests_total", replicas.url("a"))
@@ -154,5 +143,5 @@ def test_stream_cut_by_a_crash_ends_with_an_error_then_recovery(replicas, pool_g
     assert ready.status_code == 503 and "Retry-After" in ready.headers
 
     replicas.restart("b")
-    assert wait_for(lambda: httpx.get(pool_gateway.url + "/readyz").status_code == 200, 30)
+    assert wait_for(lambda: httpx.get(pool_gateway.url + "/readyz").status_code == 200, 30, 0.2)
     assert ask(pool_gateway, 2)[0].status_code == 200
