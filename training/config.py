@@ -16,7 +16,7 @@ from askwise.policy import Costs
 
 # The cost grid. Training sees the outer and middle values; evaluation adds the values in
 # between, which the policy never saw (DEFAULT_EVAL_* in evaluate.py).
-TRAIN_ALPHAS = [0.02, 0.1, 0.5]
+TRAIN_ALPHAS = [0.02, 0.1, 0.3, 0.5]
 TRAIN_BETAS = [0.001, 0.005, 0.03]
 
 
@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
     setting: Literal["grounded", "closed-book"] = Field(
         "grounded", description="grounded: the request carries documents with the facts of every "
         "reading plus distractors; closed-book: the model answers from its own knowledge.")
-    train_items: int = Field(300, ge=1, description="AmbigQA train items played in each ReST "
+    train_items: int = Field(450, ge=1, description="AmbigQA train items played in each ReST "
                              "iteration (the first N usable ones).")
     bootstrap_items: int = Field(400, ge=0, description="Items (after the ReST ones) whose "
                                  "annotations become format demonstrations before ReST; 0 skips "
@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
                                       "of a fresh one (skips the bootstrap).")
 
     # grow
-    samples_per_action: int = Field(2, ge=1, description="Episodes per item whose first action is "
+    samples_per_action: int = Field(3, ge=1, description="Episodes per item whose first action is "
                                     "forced, for each of the three actions (action clustering).")
     free_samples: int = Field(1, ge=0, description="Episodes per item where the policy picks the "
                               "first action itself.")
@@ -63,8 +63,10 @@ class TrainConfig(BaseModel):
                                       "relabelled for.")
     train_betas: list[float] = Field(TRAIN_BETAS, description="Beta values every episode is "
                                      "relabelled for.")
-    examples_per_item: int = Field(3, ge=1, description="Cost pairs per item kept for "
-                                   "fine-tuning, chosen so that different best actions appear.")
+    examples_per_item: int | None = Field(None, ge=1, description="Cost pairs per item kept for "
+                                          "fine-tuning, chosen so that different best actions "
+                                          "appear (default: every pair of the grid; with shared "
+                                          "prefixes each extra pair costs only its tail).")
     min_reward: float | None = Field(None, description="Drop kept episodes whose action's mean "
                                      "reward is below this.")
 
@@ -87,6 +89,10 @@ class TrainConfig(BaseModel):
     selective_logits: bool = Field(True, description="Compute logits only where replies are "
                                    "(--no-selective-logits: at every position, the usual loss; "
                                    "same result, slower: benchmarks/training_throughput.py).")
+    share_prefixes: bool = Field(True, description="Pack the examples whose prompts differ only "
+                                 "in the costs into one sequence, so their shared prefix is run "
+                                 "once (--no-share-prefixes: one sequence per example; same loss, "
+                                 "slower: benchmarks/training_throughput.py).")
     save_every: int = Field(40, ge=1, description="Optimizer steps between resumable checkpoints.")
     torch_threads: int = Field(2, ge=1, description="CPU threads for torch (1 when sharing cores).")
 

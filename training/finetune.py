@@ -8,10 +8,15 @@ frequencies, the same for every prompt). The prompt is rendered by the model's c
 exactly as the engines render it at serving time (`add_generation_prompt=True`); the reply is
 what the template appends after it, end-of-turn token included. Only reply tokens carry loss.
 
-Speed on CPU: sequences are left-padded so that every reply ends at the last position, and
-the model computes logits only for the last `longest reply` positions (`logits_to_keep`):
-the 49k-word output layer then runs on a few dozen positions instead of hundreds. bf16
-autocast where the hardware has it (GPUs; CPUs with AVX-512 BF16 or AMX).
+Speed on CPU, where every token of every sequence costs: the improve step keeps one turn of
+one episode for many cost pairs, and the prompts of those examples differ only in their last
+message (prompt.py puts the costs there). They are packed into one sequence: the shared
+prefix once, then each example's own tail, with a 4D attention mask that lets each tail see
+the prefix and itself only, and positions that continue from the prefix, so every example
+gets exactly the logits it would get alone. The model computes logits only at positions that
+predict reply tokens (`logits_to_keep` as indices): the 49k-word output layer then runs on a
+few dozen positions instead of hundreds. bf16 autocast where the hardware has it (GPUs; CPUs
+with AVX-512 BF16 or AMX).
 
 The loop is plain torch under `accelerate.Accelerator`, so `accelerate launch` runs it
 data-parallel on several GPUs unchanged. Every `save_every` steps it saves a resumable state
@@ -54,10 +59,39 @@ class FinetuneStats:
         return self.train_tokens / self.seconds if self.seconds else 0.0
 
 
-def encode_examples(tokenizer, examples: list[Example], max_seq_len: int):
-    """(input ids, number of reply tokens, number of action-tag tokens) per example;
-    too-long examples are dropped."""
-    encoded, dropped = [], 0
+@dataclass
+class Group:
+    """Examples whose prompts share every token up to the cost message: one packed row.
+
+    `suffixes` holds, per example, its own tokens after the prefix (the cost message, the
+    generation prompt, the reply), with the number of reply and action-tag tokens.
+    """
+
+    prefix: list[int]
+    suffixes: list[tuple[list[int], int, int]]
+
+    def __len__(self) -> int:
+        return len(self.prefix) + sum(len(ids) for ids, _, _ in self.suffixes)
+
+
+def _split_point(tokenizer, messages: list[dict[str, str]], prompt: str) -> int:
+    """Characters of `prompt` before its last message: the part that does not depend on the
+    costs (prompt.py puts them last). 0 when the template does not render messages in order."""
+    head = tokenizer.apply_chat_template(messages[:-1], tokenize=False) if len(messages) > 1 else ""
+    return len(head) if head and prompt.startswith(head) else 0
+
+
+def encode_examples(tokenizer, examples: list[Example], max_seq_len: int,
+                    share_prefixes: bool = True) -> tuple[list[Group], int]:
+    """Token groups for training; examples longer than `max_seq_len` are dropped.
+
+    With `share_prefixes`, examples whose prompts are the same up to the cost message (one
+    turn of one episode, kept for several cost pairs) share a group, so the forward and
+    backward passes run that prefix once. A group is cut in two where it would exceed
+    `max_seq_len`. Without it, every example is its own group.
+    """
+    groups: dict[tuple, Group] = {}
+    dropped = 0
     for messages, reply in examples:
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         full = tokenizer.apply_chat_template(
@@ -65,46 +99,86 @@ def encode_examples(tokenizer, examples: list[Example], max_seq_len: int):
         if not full.startswith(prompt):
             raise ValueError("the chat template does not extend the prompt with the reply; "
                              "this trainer needs one that does")
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        cut = _split_point(tokenizer, messages, prompt) if share_prefixes else 0
+        # Chat templates start each message with a special token, so tokenising the pieces
+        # apart gives the tokens of the whole.
+        prefix = tokenizer(full[:cut], add_special_tokens=False)["input_ids"] if cut else []
+        rest = tokenizer(prompt[cut:], add_special_tokens=False)["input_ids"]
         reply_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-        if len(prompt_ids) + len(reply_ids) > max_seq_len:
+        if len(prefix) + len(rest) + len(reply_ids) > max_seq_len:
             dropped += 1
             continue
         tag = reply.split(None, 1)[0] if reply.startswith("#") else ""
         n_tag = len(tokenizer(tag, add_special_tokens=False)["input_ids"]) if tag else 0
-        encoded.append((prompt_ids + reply_ids, len(reply_ids), min(n_tag, len(reply_ids))))
-    return encoded, dropped
+        suffix = (rest + reply_ids, len(reply_ids), min(n_tag, len(reply_ids)))
+        key = (tuple(prefix), len(groups)) if not share_prefixes else (tuple(prefix), 0)
+        while key in groups and len(groups[key]) + len(suffix[0]) > max_seq_len:
+            key = (key[0], key[1] + 1)
+        groups.setdefault(key, Group(prefix, [])).suffixes.append(suffix)
+    return list(groups.values()), dropped
 
 
-def _batches(encoded, batch_size: int, seed: int) -> list[list[int]]:
-    # Similar lengths share a batch (less padding); the batches themselves are shuffled.
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def _batches(groups: list[Group], batch_size: int, seed: int) -> list[list[int]]:
+    """Groups per optimizer step: each step holds at least `batch_size` examples (or what is
+    left). Similar lengths share a step (less padding); the steps themselves are shuffled."""
+    order = sorted(range(len(groups)), key=lambda i: len(groups[i]))
+    batches, current, count = [], [], 0
+    for i in order:
+        current.append(i)
+        count += len(groups[i].suffixes)
+        if count >= batch_size:
+            batches.append(current)
+            current, count = [], 0
+    if current:
+        batches.append(current)
     random.Random(seed).shuffle(batches)
     return batches
 
 
-def _collate(encoded, indices, pad_id: int, selective: bool = True, tag_weight: float = 1.0):
+def _collate(groups: list[Group], indices: list[int], pad_id: int, selective: bool = True,
+             tag_weight: float = 1.0):
+    """Packed rows: a group's prefix, then each of its suffixes, every suffix attending to
+    the prefix and to itself only (a 4D mask), its positions counting on from the prefix, so
+    that each example sees exactly the tokens it would see alone.
+
+    Returns ids, mask, positions, labels, loss weights and `keep`: with `selective`, a 1D
+    tensor of the positions whose logits predict a reply token (the 49k-word output layer
+    then runs there only); otherwise 0 (logits everywhere, the usual causal-LM loss).
+    """
     import torch
 
-    rows = [encoded[i] for i in indices]
-    width = max(len(ids) for ids, _, _ in rows)
-    # +1: the position before the first reply token predicts it
-    keep = max(n for _, n, _ in rows) + 1 if selective else width
+    rows = [groups[i] for i in indices]
+    width = max(len(g) for g in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), keep), -100, dtype=torch.long)
-    weights = torch.zeros((len(rows), keep))
-    for r, (ids, n_reply, n_tag) in enumerate(rows):
-        input_ids[r, width - len(ids):] = torch.tensor(ids)
-        attention[r, width - len(ids):] = 1
-        # logits at kept position j predict token width-keep+j+1
-        start = keep - 1 - n_reply
-        labels[r, start:keep - 1] = torch.tensor(ids[-n_reply:])
-        weights[r, start:keep - 1] = 1.0
-        weights[r, start:start + n_tag] = tag_weight
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    return input_ids, attention, positions, labels, weights, keep
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    # Padding attends to itself only, so that no row of the mask is empty (NaN in softmax).
+    mask = torch.eye(width, dtype=torch.bool).repeat(len(rows), 1, 1)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    weights = torch.zeros((len(rows), width))
+    for r, group in enumerate(rows):
+        n_prefix = len(group.prefix)
+        input_ids[r, :n_prefix] = torch.tensor(group.prefix, dtype=torch.long)
+        positions[r, :n_prefix] = torch.arange(n_prefix)
+        mask[r, :n_prefix, :n_prefix] = torch.ones(n_prefix, n_prefix, dtype=torch.bool).tril()
+        start = n_prefix
+        for ids, n_reply, n_tag in group.suffixes:
+            end = start + len(ids)
+            input_ids[r, start:end] = torch.tensor(ids, dtype=torch.long)
+            positions[r, start:end] = torch.arange(n_prefix, n_prefix + len(ids))
+            mask[r, start:end, :n_prefix] = True
+            mask[r, start:end, start:end] = torch.ones(len(ids), len(ids), dtype=torch.bool).tril()
+            # the logit at position t predicts token t+1
+            first = end - n_reply - 1
+            labels[r, first:end - 1] = torch.tensor(ids[-n_reply:], dtype=torch.long)
+            weights[r, first:end - 1] = 1.0
+            weights[r, first:first + n_tag] = tag_weight
+            start = end
+    if selective:
+        keep = (labels != -100).any(dim=0).nonzero().flatten()
+        labels, weights = labels[:, keep], weights[:, keep]
+    else:
+        keep = 0
+    return input_ids, mask.unsqueeze(1), positions, labels, weights, keep
 
 
 def _mixed_precision() -> str:
@@ -131,7 +205,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     accelerator = Accelerator(mixed_precision=_mixed_precision())
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    encoded, dropped = encode_examples(tokenizer, examples, config.max_seq_len)
+    encoded, dropped = encode_examples(tokenizer, examples, config.max_seq_len, config.share_prefixes)
     if not encoded:
         raise ValueError("no training examples fit in max_seq_len")
 
@@ -172,12 +246,12 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     with tqdm(total=total_steps, initial=step, desc=desc, unit="step",
               disable=not accelerator.is_local_main_process) as bar:
         while step < total_steps:
-            input_ids, attention, positions, labels, weights, keep = (
+            input_ids, mask, positions, labels, weights, keep = (
                 t.to(accelerator.device) if hasattr(t, "to") else t
                 for t in _collate(encoded, mine[step], pad_id, config.selective_logits,
                                   config.action_loss_weight))
             with accelerator.autocast():
-                logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                logits_to_keep=keep).logits
             per_token = torch.nn.functional.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
@@ -188,7 +262,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
             scheduler.step()
             optimizer.zero_grad()
             step += 1
-            train_tokens += int(attention.sum())
+            train_tokens += sum(len(encoded[i]) for i in mine[step])
             target_tokens += int((labels != -100).sum())
             loss_value = float(loss.detach())
             bar.update()
@@ -199,7 +273,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
                     (state_dir / "step.json").write_text(json.dumps({"step": step}))
                 accelerator.wait_for_everyone()
 
-    stats = FinetuneStats(examples=len(encoded), dropped=dropped, steps=total_steps,
+    stats = FinetuneStats(examples=sum(len(g.suffixes) for g in encoded), dropped=dropped, steps=total_steps,
                           train_tokens=train_tokens, target_tokens=target_tokens,
                           seconds=time.monotonic() - started, final_loss=loss_value)
     accelerator.wait_for_everyone()

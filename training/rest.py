@@ -117,7 +117,7 @@ def train(config: TrainConfig) -> Path:
         episodes = [e for e in load_episodes(folder / "episodes.jsonl") if e.key in keys]
         grow_s = time.monotonic() - started
         choices = improve(items, episodes, grid, config.min_reward)
-        kept = select_for_training(choices, config.examples_per_item, config.seed + iteration)
+        kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration)
         examples = training_examples(kept, by_id, config.max_questions)
         stats = finetune(examples, base, folder / "adapter", config, config.learning_rate,
                          init_adapter=adapter, desc=f"fine-tune {iteration}")

@@ -63,7 +63,8 @@ async def chat(request: Request):
         # Answers with the request's own words after a moment, so concurrent replies that
         # got swapped or mixed are caught.
         await asyncio.sleep(0.2)
-        return completion("#ANSWER You said: " + body["messages"][-1]["content"].splitlines()[0])
+        said = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        return completion("#ANSWER You said: " + said.splitlines()[0])
     text = "Paris is the capital of France, as everyone knows."
     if model == "clarifier":
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]

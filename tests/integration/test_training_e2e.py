@@ -40,7 +40,7 @@ def test_train_writes_a_resumable_run_and_a_servable_adapter(trained):
     report = json.loads((trained / "train_report.json").read_text())
     [iteration] = report["iterations"]
     assert iteration["episodes"] == 3 * 4  # 3 items x (3 forced first actions + 1 free)
-    assert iteration["cost_pairs_per_episode"] == 9
+    assert iteration["cost_pairs_per_episode"] == 12
     assert iteration["finetune"]["target_tokens"] > 0
     episodes = (trained / "iter-1" / "episodes.jsonl").read_text().splitlines()
     assert {json.loads(line)["forced"] for line in episodes} == {"answer", "multi_answer", "clarify", None}

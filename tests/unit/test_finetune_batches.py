@@ -1,34 +1,44 @@
-from askwise.training.finetune import _batches, _collate
-
-
 import pytest
+
+from askwise.training.finetune import Group, _batches, _collate
+
+
+GROUPS = [
+    Group([1, 2, 3], [([4, 5, 6], 2, 1), ([7, 8], 1, 1)]),  # one prefix, two cost pairs
+    Group([], [([9, 10, 11, 12], 3, 2)]),  # an example that shares nothing
+]
 
 
 @pytest.mark.parametrize("selective", [True, False])
 def test_labels_are_the_reply_tokens_each_kept_logit_predicts(selective):
-    encoded = [([1, 2, 3, 4, 5, 6], 2, 1), ([7, 8, 9], 3, 2), ([10, 11, 12, 13], 1, 1)]
-    input_ids, attention, positions, labels, weights, keep = _collate(encoded, [0, 1, 2], 0, selective, 5.0)
-    width = input_ids.shape[1]
-    assert keep == (4 if selective else width) and labels.shape == (3, keep)
-    for row, (ids, n_reply, n_tag) in enumerate(encoded):
-        targets = [int(labels[row, j]) for j in range(keep) if labels[row, j] != -100]
-        assert targets == ids[-n_reply:]
+    input_ids, mask, positions, labels, weights, keep = _collate(GROUPS, [0, 1], 0, selective, 5.0)
+    assert input_ids.shape == (2, 8) and mask.shape == (2, 1, 8, 8)
+    kept = keep.tolist() if selective else list(range(8))
+    for row, group in enumerate(GROUPS):
+        targets = [int(labels[row, j]) for j in range(len(kept)) if labels[row, j] != -100]
+        assert targets == [t for ids, n, _ in group.suffixes for t in ids[-n:]]
         # the tag's tokens (the reply's first) weigh 5, the rest 1, prompt and padding 0
-        assert [float(weights[row, j]) for j in range(keep) if labels[row, j] != -100] == (
-            [5.0] * n_tag + [1.0] * (n_reply - n_tag))
+        assert [float(weights[row, j]) for j in range(len(kept)) if labels[row, j] != -100] == [
+            w for _, n, tag in group.suffixes for w in [5.0] * tag + [1.0] * (n - tag)]
         assert float(weights[row][labels[row] == -100].sum()) == 0
-        for j in range(keep):
+        for j, position in enumerate(kept):
             if labels[row, j] != -100:
-                assert labels[row, j] == input_ids[row, width - keep + j + 1]
-        # left padding: real tokens end at the last position, positions count from 0
-        assert attention[row].sum() == len(ids) and attention[row, -1] == 1
-        assert int(positions[row, -1]) == len(ids) - 1
+                assert labels[row, j] == input_ids[row, position + 1]
+    if selective:  # logits only where some row predicts a reply token
+        assert kept == [0, 1, 2, 3, 4, 6]
 
 
-def test_batches_group_similar_lengths_and_cover_every_example():
-    encoded = [([0] * n, 1, 1) for n in (5, 50, 6, 51, 7, 52)]
-    batches = _batches(encoded, 3, seed=0)
-    assert sorted(i for b in batches for i in b) == list(range(6))
-    for batch in batches:
-        lengths = [len(encoded[i][0]) for i in batch]
-        assert max(lengths) - min(lengths) <= 2
+def test_each_suffix_sees_the_prefix_and_itself_only():
+    _, mask, positions, *_ = _collate(GROUPS, [0], 0)
+    m = mask[0, 0]
+    # prefix [0,3), first suffix [3,6), second suffix [6,8)
+    assert m[:3, :3].equal(m.new_ones(3, 3).tril()) and not m[:3, 3:].any()
+    assert m[6:8, :3].all() and not m[6:8, 3:6].any() and not m[3:6, 6:8].any()
+    assert positions[0].tolist() == [0, 1, 2, 3, 4, 5, 3, 4]
+
+
+def test_steps_hold_a_batch_of_examples_and_cover_every_group():
+    groups = [Group([0] * n, [([1], 1, 1)] * k) for n, k in ((5, 3), (50, 1), (6, 1), (51, 2), (7, 1))]
+    batches = _batches(groups, 3, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(5))
+    assert all(sum(len(groups[i].suffixes) for i in b) >= 3 for b in batches)

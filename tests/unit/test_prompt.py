@@ -8,14 +8,24 @@ from askwise.policy.prompt import (
 COSTS = Costs(alpha=0.05, beta=0.02)
 
 
-def test_prompt_states_costs_and_tags():
+def test_prompt_states_tags_first_and_costs_last():
     messages = render_prompt([Turn("user", "Who won the world cup?")], COSTS)
-    system = messages[0]["content"]
-    assert messages[0]["role"] == "system"
-    for needle in ("#ANSWER", "#MULTI_ANS", "#CLARIFY", "0.05", "0.02"):
-        assert needle in system
-    assert messages[1:] == [{"role": "user", "content": "Who won the world cup?"}]
+    assert [m["role"] for m in messages] == ["system", "user", "system"]
+    for needle in ("#ANSWER", "#MULTI_ANS", "#CLARIFY"):
+        assert needle in messages[0]["content"]
+    assert "0.05" not in messages[0]["content"]
+    assert messages[1] == {"role": "user", "content": "Who won the world cup?"}
+    assert "question costs 0.05" in messages[2]["content"] and "costs 0.02" in messages[2]["content"]
     assert PROMPT_FORMAT_VERSION
+
+
+def test_only_the_last_message_depends_on_the_costs():
+    # The trainer runs the shared part once for every cost pair (finetune.py).
+    turns = [Turn("user", "q"), Turn("assistant", "which?", Action.CLARIFY), Turn("user", "r")]
+    docs = [Document("Paris is in France.")]
+    a = render_prompt(turns, COSTS, docs, max_questions=1)
+    b = render_prompt(turns, Costs(alpha=0.5, beta=0.001), docs, max_questions=1)
+    assert a[:-1] == b[:-1] and a[-1] != b[-1]
 
 
 def test_different_costs_give_different_prompts():
@@ -35,10 +45,10 @@ def test_text_in_messages_cannot_forge_turns_or_costs():
     messages = render_prompt([Turn("system", "Be nice. alpha=0"), Turn("user", attack)], COSTS)
     flat = "".join(m["content"] for m in messages)
     assert "<|im_start|>" not in flat and "<|im_end|>" not in flat
-    system = messages[0]["content"]
-    # The real costs are stated last, after anything the application wrote.
-    assert system.rindex("costs 0.05") > system.index("Be nice")
-    assert len([m for m in messages if m["role"] == "system"]) == 1
+    # The real costs are stated last, after anything the application or the user wrote.
+    assert "Be nice" in messages[0]["content"]
+    assert messages[-1]["role"] == "system" and "costs 0.05" in messages[-1]["content"]
+    assert len([m for m in messages if m["role"] == "system"]) == 2
 
 
 def test_earlier_assistant_turns_are_written_in_the_model_format():
@@ -55,7 +65,7 @@ def test_question_budget():
     assert questions_asked(turns) == 2
     assert allowed_actions(turns, 2) == (Action.ANSWER, Action.MULTI_ANSWER)
     assert allowed_actions(turns, 3) == tuple(Action)
-    assert "do not ask another" in render_prompt(turns, COSTS, max_questions=2)[0]["content"]
+    assert "do not ask another" in render_prompt(turns, COSTS, max_questions=2)[-1]["content"]
     # A final answer closes the episode: the count starts again.
     turns += [Turn("assistant", "e", Action.ANSWER), Turn("user", "f")]
     assert questions_asked(turns) == 0

@@ -30,8 +30,9 @@ class RuleAssistant(Engine):
     async def complete(self, messages, params: SamplingParams, model=None) -> Completion:
         self.prompts.append(messages)
         prefix = params.allowed_prefixes[0] if len(params.allowed_prefixes) == 1 else "#CLARIFY "
-        if messages[-1]["role"] == "user" and len(messages) > 2:  # the user answered a question
-            text = "#ANSWER " + ("December 17, 1989" if "series" in messages[-1]["content"] else "April 19, 1987")
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        if len(users) > 1:  # the user answered a question
+            text = "#ANSWER " + ("December 17, 1989" if "series" in users[-1] else "April 19, 1987")
         elif prefix.startswith("#ANSWER"):
             text = "#ANSWER April 19, 1987"
         elif prefix.startswith("#MULTI_ANS"):
@@ -82,12 +83,12 @@ def test_clarify_episode_counts_the_question_and_answers_the_real_intent():
     assert [t["role"] for t in episode.turns] == ["user", "assistant", "user", "assistant"]
     assert episode.turns[2]["content"] == ITEM.interpretations[1].question
     # After the one allowed question, the prompt says so.
-    assert "do not ask another" in engine.prompts[-1][0]["content"]
+    assert "do not ask another" in engine.prompts[-1][-1]["content"]
 
 
 def test_the_intent_reaches_the_assistant_only_through_the_users_reply():
     episodes, engine = play([spec(Action.CLARIFY, intent=i, sample=i) for i in (0, 1)])
-    first_turn_prompts = [p for p in engine.prompts if len(p) == 2]
+    first_turn_prompts = [p for p in engine.prompts if len(p) == 3]
     assert len(first_turn_prompts) == 2 and first_turn_prompts[0] == first_turn_prompts[1]
     for prompt in engine.prompts:
         text = json.dumps(prompt)
@@ -129,8 +130,8 @@ def test_training_examples_are_reprompted_with_the_costs_they_were_kept_for():
     assert len({c.action for c in kept}) == 3  # every distinct best action is represented
     examples = training_examples(kept, {ITEM.id: ITEM}, 1)
     for choice in kept:
-        alpha = f"costs {choice.costs.alpha:g}."
-        assert any(alpha in m[0]["content"] for m, _ in examples)
+        alpha = f"question costs {choice.costs.alpha:g};"
+        assert any(alpha in m[-1]["content"] for m, _ in examples)
     clarify = [c for c in kept if c.action is Action.CLARIFY][0]
     pairs = assistant_examples(clarify.episode, clarify.costs, ITEM.documents, 1)
     assert [reply.split()[0] for _, reply in pairs] == ["#CLARIFY", "#ANSWER"]
@@ -148,10 +149,10 @@ def test_bootstrap_demonstrates_each_action_without_tying_it_to_the_costs():
     items = [Item(f"i{k}", ITEM.query, ITEM.interpretations) for k in range(60)]
     grid = [Costs(alpha=a, beta=0.01) for a in (0.02, 0.5)]
     examples = demonstrations(items, grid, 1, seed=0)
-    firsts = [reply.split()[0] for messages, reply in examples if len(messages) == 2]
+    firsts = [reply.split()[0] for messages, reply in examples if len(messages) == 3]
     assert {firsts.count(tag) for tag in ("#ANSWER", "#MULTI_ANS", "#CLARIFY")} != {0}
     by_alpha = {}
     for messages, reply in examples:
-        if len(messages) == 2:
-            by_alpha.setdefault("0.5" in messages[0]["content"].split("costs ")[1][:4], set()).add(reply.split()[0])
+        if len(messages) == 3:
+            by_alpha.setdefault("0.5" in messages[-1]["content"].split("costs ")[1][:4], set()).add(reply.split()[0])
     assert by_alpha[True] == by_alpha[False] == {"#ANSWER", "#MULTI_ANS", "#CLARIFY"}
