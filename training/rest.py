@@ -92,10 +92,12 @@ def train(config: TrainConfig) -> Path:
 
     # `current` is what the next grow plays: an adapter on `base`, or a full checkpoint.
     adapter = config.init_adapter
-    if config.bootstrap_items and adapter is None:
+    if config.bootstrap_items:
+        # From an init adapter too: that carries a policy trained on an older prompt format
+        # over to the current one (it knows the actions, but not where things now stand).
         examples = demonstrations(boot_items, grid, config.max_questions, config.seed)
         stats = finetune(examples, base, out / "bootstrap", config, config.bootstrap_learning_rate,
-                         desc="bootstrap")
+                         init_adapter=adapter, desc="bootstrap")
         report["bootstrap"] = {"items": len(boot_items), **stats.__dict__,
                                "tokens_per_s": stats.tokens_per_s}
         adapter, base = _advance(config, out / "bootstrap", base)
