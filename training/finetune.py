@@ -261,8 +261,8 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            step += 1
             train_tokens += sum(len(encoded[i]) for i in mine[step])
+            step += 1
             target_tokens += int((labels != -100).sum())
             loss_value = float(loss.detach())
             bar.update()
