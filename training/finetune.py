@@ -191,6 +191,26 @@ def _mixed_precision() -> str:
     return "bf16" if _cpu_has_native_bf16() else "no"
 
 
+def _return_freed_memory() -> None:
+    """Make glibc hand large freed blocks back to the OS at once.
+
+    Packed rows change shape every step. glibc raises its mmap threshold each time a large
+    mmapped block is freed, after which such blocks come from the heap and fragment it: the
+    shipped policy's fine-tune grew from 11 to 18 GB RSS over 230 steps (24 GB here);
+    with a fixed threshold it stayed near 2 GB. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+    except OSError:
+        pass
+
+
 def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig,
              learning_rate: float, init_adapter: Path | None = None, desc: str = "fine-tune"
              ) -> FinetuneStats:
@@ -202,6 +222,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     if (out / DONE_MARKER).exists():
         return FinetuneStats(**json.loads((out / DONE_MARKER).read_text()))
     torch.set_num_threads(config.torch_threads)
+    _return_freed_memory()
     accelerator = Accelerator(mixed_precision=_mixed_precision())
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)

@@ -111,7 +111,9 @@ def train(config: TrainConfig) -> Path:
         started = time.monotonic()
         # Under `accelerate launch` one process plays (the rollout server uses the GPU it
         # is given) while the others wait; all of them then fine-tune on the same episodes.
-        if state.is_main_process:
+        played = {e.key for e in load_episodes(folder / "episodes.jsonl")}
+        # A resumed run whose grow is complete starts no rollout server.
+        if state.is_main_process and any(spec.key not in played for spec in specs):
             asyncio.run(play(config, base, adapter, specs, params, folder / "episodes.jsonl",
                              f"grow {iteration}", folder))
         state.wait_for_everyone()
