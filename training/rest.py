@@ -120,6 +120,7 @@ def train(config: TrainConfig) -> Path:
         keys = {spec.key for spec in specs}
         episodes = [e for e in load_episodes(folder / "episodes.jsonl") if e.key in keys]
         grow_s = time.monotonic() - started
+        fresh = len(keys - played)
         choices = improve(items, episodes, grid, config.min_reward)
         kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration)
         examples = training_examples(kept, by_id, config.max_questions)
@@ -128,7 +129,9 @@ def train(config: TrainConfig) -> Path:
         table = best_action_table(choices)
         summary = {
             "iteration": iteration, "episodes": len(episodes), "grow_seconds": grow_s,
-            "episodes_per_s": len(episodes) / grow_s if grow_s > 0 else None,
+            # Only what this run played: a resumed run would otherwise report a rate of
+            # thousands of episodes/s for a grow it only read back.
+            "episodes_per_s": fresh / grow_s if fresh and grow_s > 0 else None,
             "cost_pairs_per_episode": len(grid), "kept_choices": len(choices),
             "trained_choices": len(kept), "sft_examples": len(examples),
             "mean_f1": sum(e.f1 for e in episodes) / max(1, len(episodes)),
