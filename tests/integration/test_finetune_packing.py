@@ -34,7 +34,7 @@ def loss_and_grad(model, tokenizer, examples, share: bool, selective: bool):
     loss = (per_token * weights.reshape(-1)).sum() / weights.sum()
     loss.backward()
     grad = model.model.layers[3].self_attn.q_proj.weight.grad.clone()
-    return len(groups), ids.numel(), float(loss), grad
+    return len(groups), ids.numel(), float(loss.detach()), grad
 
 
 def test_shared_prefix_packing_gives_the_same_loss_and_gradients(model_and_tokenizer):
