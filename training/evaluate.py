@@ -12,6 +12,9 @@ Baselines on the same items:
 - oracle: per item, the best of the three forced episodes for that cell. It knows which
   action pays off before acting: an upper bound for choosing among these three replies.
 
+The policy beats a baseline in a cell when its mean reward is higher by more than twice the
+standard error of the paired per-item difference (`beats`).
+
 Per cell: mean reward, F1, clarify rate (first action `#CLARIFY`), multi-answer rate (final
 action `#MULTI_ANS`), mean words of the final answer, mean questions. F1 is taken in
 expectation over the intents where the reply could not depend on the intent (episodes.py),
@@ -131,6 +134,23 @@ def cell_metrics(episodes: list[Episode], items: dict[str, Item], costs: Costs) 
     }
 
 
+def item_rewards(episodes: list[Episode], items: dict[str, Item], costs: Costs) -> dict[str, float]:
+    return {e.item_id: e.outcome(items[e.item_id]).reward(costs) for e in episodes}
+
+
+def beats(mine: dict[str, float], theirs: dict[str, float]) -> bool:
+    """Above the baseline by more than twice the standard error of the paired per-item
+    difference (same items, same intents). A plain `>` would count as wins the
+    hundredths-of-a-percent margins that a policy acting exactly like the baseline gets
+    from the costs in its prompt changing a few greedy replies."""
+    diffs = [mine[k] - theirs[k] for k in mine if k in theirs]
+    if len(diffs) < 2:
+        return False
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean > 2 * (var / len(diffs)) ** 0.5
+
+
 def oracle_reward(forced: dict[str, list[Episode]], items: dict[str, Item], costs: Costs) -> float:
     by_item: dict[str, float] = {}
     for episodes in forced.values():
@@ -181,10 +201,11 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
             cell["oracle_fraction"] = cell["policy"]["reward"] / oracle if oracle > 0 else None
         if prompted is not None:
             cell["prompted"] = cell_metrics([e for e in prompted if e.sample == index], by_id, costs)
-        baselines = list(cell.get("fixed", {}).values())
-        if "prompted" in cell:
-            baselines.append(cell["prompted"]["reward"])
-        cell["beats_all_baselines"] = bool(baselines) and all(cell["policy"]["reward"] > b for b in baselines)
+        baselines = [item_rewards(eps, by_id, costs) for eps in forced.values()]
+        if prompted is not None:
+            baselines.append(item_rewards([e for e in prompted if e.sample == index], by_id, costs))
+        mine_by_item = item_rewards(mine, by_id, costs)
+        cell["beats_all_baselines"] = bool(baselines) and all(beats(mine_by_item, b) for b in baselines)
         cells.append(cell)
     alphas = [c["alpha"] for c in cells]
     betas = [c["beta"] for c in cells]

@@ -156,3 +156,14 @@ def test_bootstrap_demonstrates_each_action_without_tying_it_to_the_costs():
         if len(messages) == 3:
             by_alpha.setdefault("0.5" in messages[-1]["content"].split("costs ")[1][:4], set()).add(reply.split()[0])
     assert by_alpha[True] == by_alpha[False] == {"#ANSWER", "#MULTI_ANS", "#CLARIFY"}
+
+
+def test_a_policy_beats_a_baseline_only_by_a_paired_margin_beyond_noise():
+    from askwise.training.evaluate import beats
+
+    baseline = {f"i{k}": 0.5 for k in range(200)}
+    assert not beats(dict(baseline), baseline)  # the same episodes: a tie
+    one_lucky_reply = {**baseline, "i0": 0.9}  # mean +0.002, as a changed greedy reply gives
+    assert not beats(one_lucky_reply, baseline)
+    better = {k: 0.5 + (0.3 if n % 2 else 0.0) for n, k in enumerate(baseline)}
+    assert beats(better, baseline) and not beats(baseline, better)
