@@ -151,12 +151,12 @@ def beats(mine: dict[str, float], theirs: dict[str, float]) -> bool:
     return mean > 2 * (var / len(diffs)) ** 0.5
 
 
-def oracle_reward(forced: dict[str, list[Episode]], items: dict[str, Item], costs: Costs) -> float:
+def oracle_reward(fixed: dict[str, dict[str, float]]) -> float:
+    """Mean over items of the best forced action's reward (`fixed`: per strategy, per item)."""
     by_item: dict[str, float] = {}
-    for episodes in forced.values():
-        for e in episodes:
-            r = e.outcome(items[e.item_id]).reward(costs)
-            by_item[e.item_id] = max(by_item.get(e.item_id, float("-inf")), r)
+    for rewards in fixed.values():
+        for item_id, r in rewards.items():
+            by_item[item_id] = max(by_item.get(item_id, float("-inf")), r)
     return sum(by_item.values()) / max(1, len(by_item))
 
 
@@ -195,13 +195,14 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
                 "unseen": costs.alpha not in config.train_alphas or costs.beta not in config.train_betas,
                 "policy": cell_metrics(mine, by_id, costs)}
         if forced:
-            cell["fixed"] = {name: cell_metrics(eps, by_id, costs)["reward"] for name, eps in forced.items()}
-            cell["oracle"] = oracle_reward(forced, by_id, costs)
+            fixed = {name: item_rewards(eps, by_id, costs) for name, eps in forced.items()}
+            cell["fixed"] = {name: sum(r.values()) / max(1, len(r)) for name, r in fixed.items()}
+            cell["oracle"] = oracle_reward(fixed)
             oracle = cell["oracle"]
             cell["oracle_fraction"] = cell["policy"]["reward"] / oracle if oracle > 0 else None
         if prompted is not None:
             cell["prompted"] = cell_metrics([e for e in prompted if e.sample == index], by_id, costs)
-        baselines = [item_rewards(eps, by_id, costs) for eps in forced.values()]
+        baselines = list(fixed.values()) if forced else []
         if prompted is not None:
             baselines.append(item_rewards([e for e in prompted if e.sample == index], by_id, costs))
         mine_by_item = item_rewards(mine, by_id, costs)

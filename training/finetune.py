@@ -111,7 +111,7 @@ def encode_examples(tokenizer, examples: list[Example], max_seq_len: int,
         tag = reply.split(None, 1)[0] if reply.startswith("#") else ""
         n_tag = len(tokenizer(tag, add_special_tokens=False)["input_ids"]) if tag else 0
         suffix = (rest + reply_ids, len(reply_ids), min(n_tag, len(reply_ids)))
-        key = (tuple(prefix), len(groups)) if not share_prefixes else (tuple(prefix), 0)
+        key = (tuple(prefix), 0 if share_prefixes else len(groups))
         while key in groups and len(groups[key]) + len(suffix[0]) > max_seq_len:
             key = (key[0], key[1] + 1)
         groups.setdefault(key, Group(prefix, [])).suffixes.append(suffix)
