@@ -40,7 +40,7 @@ from askwise.policy.engines.base import SamplingParams
 
 from .config import TRAIN_ALPHAS, TRAIN_BETAS
 from .data import Item, item_rng, load_ambigqa, sample_intent
-from .episodes import Episode, EpisodeSpec, play_episodes
+from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes
 from .rollout import rollout_engine
 from .simulator import LLMSimulator, ReferenceSimulator
 
@@ -103,10 +103,25 @@ def eval_specs(items: list[Item], grid: list[Costs], seed: int, forced: Action |
     return specs
 
 
+def saved_episodes(out: Path, runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]] | None:
+    """Every run's episodes from `out` when all of them are saved there, else None. Rebuilding
+    the tables of a finished evaluation (a new criterion, a new plot) then starts no engine."""
+    results = {}
+    for name, specs in runs.items():
+        done = {e.key: e for e in load_episodes(out / f"episodes-{name}.jsonl")}
+        if any(spec.key not in done for spec in specs):
+            return None
+        results[name] = [done[spec.key] for spec in specs]
+    return results
+
+
 async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
                        runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]]:
     params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
     out = config.output_dir
+    saved = saved_episodes(out, runs)
+    if saved is not None:
+        return saved
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
                               vllm_venv=config.vllm_venv, log_path=out / "rollout-server.log"
                               ) as engine:

@@ -108,6 +108,17 @@ def test_episodes_resume_from_their_jsonl(tmp_path):
     assert Episode.from_json(episodes[0].to_json()) == episodes[0]
 
 
+def test_a_finished_evaluation_is_rebuilt_from_its_saved_episodes(tmp_path):
+    from askwise.training.evaluate import saved_episodes
+
+    specs = [spec(a, sample=k) for k, a in enumerate(Action)]
+    asyncio.run(play_episodes(RuleAssistant(), ReferenceSimulator(), specs[:2], SamplingParams(), 1,
+                              out=tmp_path / "episodes-policy.jsonl"))
+    assert saved_episodes(tmp_path, {"policy": specs}) is None  # one is missing: play it
+    saved = saved_episodes(tmp_path, {"policy": specs[:2]})
+    assert [e.key for e in saved["policy"]] == [s.key for s in specs[:2]]
+
+
 def test_relabelling_picks_the_action_whose_group_pays_most_at_each_cost():
     specs = [spec(a, intent=k % 2, sample=k) for k, a in enumerate(list(Action) * 2)]
     episodes, _ = play(specs)
