@@ -1,14 +1,18 @@
 """How a policy's first action depends on the costs and on ambiguity: P(tag | prompt + "#").
 
-For the first N AmbigQA dev items (grounded) and four cost corners, prints the mean
+For the first N AmbigQA dev items (grounded) and six cost corners, prints the mean
 probability of each action tag's first token after "#", split by ambiguous/unambiguous
 items, and how often each would win under greedy decoding. A steerable policy shows
-P(#CLARIFY) falling as alpha rises; one that ignores the costs prints the same numbers.
+P(#CLARIFY) falling as alpha rises and P(#MULTI_ANS) falling as beta rises; one that ignores
+the costs prints the same numbers in every row. `--json` also writes the rows, and a one-line
+summary (`steer_clarify`, `steer_multi`: the change in greedy clarify and multi-answer picks
+from the cheapest to the dearest corner) ranks adapters in a sweep.
 
     python benchmarks/first_action_probe.py policy/trained/smollm2-135m-askwise-grounded-lora
 """
 
 import argparse
+import json
 import statistics
 
 import torch
@@ -18,37 +22,58 @@ from askwise.policy import Costs, Turn, render_prompt
 from askwise.policy.checkpoints import apply_adapter, ensure_base_checkpoint
 from askwise.training.data import load_ambigqa
 
+ALPHAS = (0.02, 0.1, 0.5)
+BETAS = (0.001, 0.03)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter")
     parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None, help="also write the rows and summary here")
     args = parser.parse_args()
     torch.set_num_threads(2)
     base = ensure_base_checkpoint()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), args.adapter).eval()
+    model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), args.adapter)
+    model = model.to(args.device).eval()
     # The token after "#" decides the action: "#ANSWER", "#CLARIFY", "#MULTI_ANS".
     second = {tag: tokenizer("#" + tag, add_special_tokens=False)["input_ids"][1]
               for tag in ("ANSWER", "CLARIFY", "MULTI_ANS")}
     items = load_ambigqa("dev", limit=args.items)
-    for alpha in (0.02, 0.5):
-        for beta in (0.001, 0.03):
-            rows = []
+    rows = []
+    for alpha in ALPHAS:
+        for beta in BETAS:
+            probs = []
             for item in items:
                 messages = render_prompt([Turn("user", item.query)], Costs(alpha=alpha, beta=beta),
                                          item.documents, 1)
                 text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + "#"
                 ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
                 with torch.no_grad():
-                    logprobs = model(ids).logits[0, -1].log_softmax(-1)
-                rows.append((item.ambiguous, {t: logprobs[i].exp().item() for t, i in second.items()}))
+                    logprobs = model(ids.to(args.device)).logits[0, -1].float().log_softmax(-1)
+                probs.append((item.ambiguous, {t: logprobs[i].exp().item() for t, i in second.items()}))
             for ambiguous in (True, False):
-                chosen = [p for a, p in rows if a == ambiguous]
+                chosen = [p for a, p in probs if a == ambiguous]
                 means = {t: round(statistics.mean(p[t] for p in chosen), 3) for t in second}
                 wins = {t: sum(max(p, key=p.get) == t for p in chosen) for t in second}
+                rows.append({"alpha": alpha, "beta": beta, "ambiguous": ambiguous, "items": len(chosen),
+                             "mean_p": means, "greedy": wins})
                 print(f"alpha={alpha:g} beta={beta:g} {'ambiguous' if ambiguous else 'unambiguous'} "
-                      f"({len(chosen)} items): mean P {means}; greedy picks {wins}")
+                      f"({len(chosen)} items): mean P {means}; greedy picks {wins}", flush=True)
+
+    def picks(tag, alpha=None, beta=None):
+        return sum(r["greedy"][tag] for r in rows
+                   if (alpha is None or r["alpha"] == alpha) and (beta is None or r["beta"] == beta))
+
+    summary = {"adapter": args.adapter, "items": len(items),
+               "steer_clarify": picks("CLARIFY", alpha=ALPHAS[0]) - picks("CLARIFY", alpha=ALPHAS[-1]),
+               "steer_multi": picks("MULTI_ANS", beta=BETAS[0]) - picks("MULTI_ANS", beta=BETAS[-1])}
+    print(json.dumps(summary))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"summary": summary, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
