@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fine-tune sweep on one GPU: which epochs / learning rate / action weight make the policy
+# Fine-tune sweep on one GPU: which epochs / learning rate / loss weights make the policy
 # read the costs. Every variant is a real `askwise train` run that starts from the same
 # bootstrap adapter and re-uses the same grown episodes (the grow is skipped because every
 # episode is already in <run>/iter-1/episodes.jsonl), then `first_action_probe.py` measures
@@ -23,19 +23,19 @@ probe_items=${PROBE_ITEMS:-120}
 threads=$(( $(nproc) > 8 ? 8 : $(nproc) ))
 started=$(date +%s)
 
-# name epochs learning-rate batch-size action-weight, most promising first
-variants="e4-lr1e-3 4 1e-3 32 10
-e4-lr3e-4 4 3e-4 32 10
-e8-lr1e-3 8 1e-3 32 10
-e4-lr1e-3-w30 4 1e-3 32 30"
+# name epochs learning-rate batch-size action-weight cost-contrast-weight, most promising
+# first; SWEEP_VARIANTS replaces the list
+variants=${SWEEP_VARIANTS:-"e2-lr1e-3-c1 2 1e-3 32 10 1
+e4-lr1e-3 4 1e-3 32 10 0
+e4-lr3e-4 4 3e-4 32 10 0"}
 extra=()
 if [ "${SWEEP_SMOKE:-0}" = 1 ]; then
-  variants=$(echo "$variants" | head -2 | awk '{print $1, 0.02, $3, $4, $5}')
+  variants=$(echo "$variants" | head -2 | awk '{print $1, 0.005, $3, $4, $5, $6}')
   extra=(--train-items 400)
   probe_items=4
 fi
 
-echo "$variants" | while read -r name epochs lr batch weight; do
+echo "$variants" | while read -r name epochs lr batch weight contrast; do
   elapsed=$(( $(date +%s) - started ))
   if [ "$elapsed" -gt "$budget" ]; then echo "skip $name: ${elapsed}s used"; continue; fi
   run=/tmp/sweep/$name
@@ -44,17 +44,17 @@ echo "$variants" | while read -r name epochs lr batch weight; do
   t0=$(date +%s)
   python3 -m askwise train --output-dir "$run" --init-adapter "$input/init" --bootstrap-items 0 \
     --train-items 400 --seed 2 --epochs "$epochs" --learning-rate "$lr" --batch-size "$batch" \
-    --action-loss-weight "$weight" --torch-threads "$threads" --save-every 100000 "${extra[@]}" \
+    --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 "${extra[@]}" \
     || { echo "train $name failed"; continue; }
   t1=$(date +%s)
   python3 benchmarks/first_action_probe.py "$run/adapter" --items "$probe_items" \
     --json "$run/adapter/probe.json" || { echo "probe $name failed"; continue; }
-  python3 - "$run" "$name" "$epochs" "$lr" "$batch" "$weight" "$((t1 - t0))" >> "$out/sweep.json" <<'PY'
+  python3 - "$run" "$name" "$epochs" "$lr" "$batch" "$weight" "$contrast" "$((t1 - t0))" >> "$out/sweep.json" <<'PY'
 import json, sys
 from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
-run, name, epochs, lr, batch, weight, seconds = sys.argv[1:]
+run, name, epochs, lr, batch, weight, contrast, seconds = sys.argv[1:]
 adapter = Path(run) / "adapter"
 weights = adapter / "adapter_model.safetensors"
 # bf16 halves what travels and what the package ships; LoRA deltas lose nothing that matters
@@ -65,6 +65,7 @@ ft = report["iterations"][0]["finetune"]
 probe = json.loads((adapter / "probe.json").read_text())["summary"]
 print(json.dumps({"name": name, "epochs": float(epochs), "learning_rate": float(lr),
                   "batch_size": int(batch), "action_loss_weight": float(weight),
+                  "cost_contrast_weight": float(contrast),
                   "train_seconds": int(seconds), "steps": ft["steps"], "final_loss": ft["final_loss"],
                   "tokens_per_s": ft["tokens_per_s"], **probe}))
 PY

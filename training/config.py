@@ -87,6 +87,9 @@ class TrainConfig(BaseModel):
     max_seq_len: int = Field(1024, ge=64, description="Longer examples are dropped.")
     action_loss_weight: float = Field(10.0, gt=0, description="Loss weight of the action tag's "
                                       "tokens relative to the rest of the reply (finetune.py).")
+    cost_contrast_weight: float = Field(1.0, ge=0, description="Weight of the cost-contrast loss: "
+                                        "the action tag's logits centred over the examples that "
+                                        "share a prompt up to the costs (finetune.py).")
     selective_logits: bool = Field(True, description="Compute logits only where replies are "
                                    "(--no-selective-logits: at every position, the usual loss; "
                                    "same result, slower: benchmarks/training_throughput.py).")

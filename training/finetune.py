@@ -181,6 +181,59 @@ def _collate(groups: list[Group], indices: list[int], pad_id: int, selective: bo
     return input_ids, mask.unsqueeze(1), positions, labels, weights, keep
 
 
+def _tag_targets(groups: list[Group], indices: list[int], tag_ids: list[int]):
+    """The examples of a step whose reply opens with an action tag: per example its row, the
+    column whose logit predicts the tag's own token (the one after "#"), which tag, and which
+    group it belongs to. Columns are in the packed row's coordinates (as `_collate` lays it out)."""
+    rows, cols, targets, owners = [], [], [], []
+    for row, index in enumerate(indices):
+        group = groups[index]
+        end = len(group.prefix)
+        for ids, n_reply, _ in group.suffixes:
+            end += len(ids)
+            if n_reply >= 2 and ids[-n_reply + 1] in tag_ids:
+                rows.append(row)
+                cols.append(end - n_reply)
+                targets.append(tag_ids.index(ids[-n_reply + 1]))
+                owners.append(index)
+    return rows, cols, targets, owners
+
+
+def cost_contrast_loss(logits, targets: list[int], owners: list[int]):
+    """Cross-entropy of the action logits after subtracting, per group, their mean over the
+    group's examples; only groups whose examples want different actions count.
+
+    Why: the examples of a group are one prompt under several cost pairs. Plain SFT lets the
+    model fit the share of each action in the group while ignoring the costs (v1 did, after
+    4 epochs on a GPU: README). Centring removes what the examples have in common, so the
+    only way to lower this loss is to make the action depend on what differs: the costs.
+    """
+    import torch
+
+    owners_t = torch.as_tensor(owners, device=logits.device)
+    targets_t = torch.as_tensor(targets, device=logits.device)
+    losses = []
+    for owner in sorted(set(owners)):
+        chosen = owners_t == owner
+        if targets_t[chosen].unique().numel() < 2:
+            continue
+        z = logits[chosen]
+        losses.append(torch.nn.functional.cross_entropy(z - z.mean(0, keepdim=True), targets_t[chosen]))
+    return torch.stack(losses).mean() if losses else logits.sum() * 0.0
+
+
+def _action_tag_ids(tokenizer) -> list[int]:
+    """The token after "#" of each action tag, in `Action` order: the token that decides."""
+    from askwise.policy import Action
+
+    ids = [tokenizer(action.tag, add_special_tokens=False)["input_ids"] for action in Action]
+    second = [t[1] if len(t) > 1 else None for t in ids]
+    if None in second or len(set(second)) != len(second):
+        raise ValueError("this tokenizer does not give each action tag a token of its own after "
+                         "'#'; the cost-contrast loss needs one (set cost_contrast_weight to 0)")
+    return second
+
+
 def _mixed_precision() -> str:
     import torch
 
@@ -262,6 +315,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     schedule = [batches[i % len(batches)] for i in range(total_steps * accelerator.num_processes)]
     mine = schedule[accelerator.process_index::accelerator.num_processes]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tag_ids = _action_tag_ids(tokenizer) if config.cost_contrast_weight else []
     model.train()
     started, train_tokens, target_tokens, loss_value = time.monotonic(), 0, 0, float("nan")
     with tqdm(total=total_steps, initial=step, desc=desc, unit="step",
@@ -278,6 +332,15 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                 reduction="none")
             loss = (per_token * weights.reshape(-1)).sum() / weights.sum()
+            if tag_ids:
+                rows, cols, targets, owners = _tag_targets(encoded, mine[step], tag_ids)
+                if rows:
+                    cols_t = torch.as_tensor(cols, device=logits.device)
+                    if torch.is_tensor(keep):  # selective logits: columns of `keep`
+                        cols_t = torch.searchsorted(keep, cols_t)
+                    tag_logits = logits[torch.as_tensor(rows, device=logits.device), cols_t][:, tag_ids]
+                    loss = loss + config.cost_contrast_weight * cost_contrast_loss(
+                        tag_logits.float(), targets, owners)
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()

@@ -1,6 +1,7 @@
 import pytest
+import torch
 
-from askwise.training.finetune import Group, _batches, _collate
+from askwise.training.finetune import Group, _batches, _collate, _tag_targets, cost_contrast_loss
 
 
 GROUPS = [
@@ -42,3 +43,33 @@ def test_steps_hold_a_batch_of_examples_and_cover_every_group():
     batches = _batches(groups, 3, seed=0)
     assert sorted(i for b in batches for i in b) == list(range(5))
     assert all(sum(len(groups[i].suffixes) for i in b) >= 3 for b in batches)
+
+
+TAGS = [50, 51, 52]  # the token after "#" of each action tag, as _action_tag_ids gives them
+TAGGED = [
+    Group([1, 2, 3], [([4, 19, 50, 9], 3, 2), ([5, 19, 51], 2, 2)]),  # one prompt, two costs, two actions
+    Group([], [([6, 19, 52, 8], 3, 2), ([7, 8], 1, 1)]),  # the second reply has no tag
+]
+
+
+def test_tag_targets_point_at_the_logit_that_chooses_the_action():
+    rows, cols, targets, owners = _tag_targets(TAGGED, [0, 1], TAGS)
+    assert targets == [0, 1, 2] and owners == [0, 0, 1]
+    for selective in (False, True):
+        _, _, _, labels, _, keep = _collate(TAGGED, [0, 1], 0, selective)
+        at = torch.searchsorted(keep, torch.tensor(cols)) if selective else torch.tensor(cols)
+        assert labels[torch.tensor(rows), at].tolist() == [TAGS[t] for t in targets]
+
+
+def test_cost_contrast_loss_ignores_what_a_prompts_examples_share():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 1.0, 0.0]])
+    targets, owners = [0, 1, 2], [0, 0, 1]
+    loss = cost_contrast_loss(logits, targets, owners)
+    # the same shift for every example of a group (the group's "usual" action) changes nothing
+    shifted = logits + torch.tensor([[3.0, -1.0, 7.0], [3.0, -1.0, 7.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(cost_contrast_loss(shifted, targets, owners), loss)
+    # a group whose examples all want one action (owner 1) adds nothing; zero groups, zero loss
+    assert cost_contrast_loss(logits[2:], [2], [1]).item() == 0.0
+    # separating the two examples by their targets lowers it
+    apart = logits + torch.tensor([[2.0, -2.0, 0.0], [-2.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    assert cost_contrast_loss(apart, targets, owners) < loss
