@@ -18,6 +18,12 @@ predict reply tokens (`logits_to_keep` as indices): the 49k-word output layer th
 few dozen positions instead of hundreds. bf16 autocast where the hardware has it (GPUs; CPUs
 with AVX-512 BF16 or AMX).
 
+Cost contrast (`cost_contrast_weight`): those packed examples are one prompt under several
+cost pairs, often with different best actions. Plain SFT let a 135M model fit each prompt's
+share of each action and ignore the costs; an extra cross-entropy on the action tag's
+logits, centred over a group's examples, can only be lowered by reading the costs
+(`cost_contrast_loss`).
+
 The loop is plain torch under `accelerate.Accelerator`, so `accelerate launch` runs it
 data-parallel on several GPUs unchanged. Every `save_every` steps it saves a resumable state
 (`accelerator.save_state`); a rerun continues from the last one.
