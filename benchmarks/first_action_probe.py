@@ -18,9 +18,10 @@ import statistics
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from askwise.policy import Costs, Turn, render_prompt
+from askwise.policy import Action, Costs, Turn, render_prompt
 from askwise.policy.checkpoints import apply_adapter, ensure_base_checkpoint
 from askwise.training.data import load_ambigqa
+from askwise.training.finetune import action_tag_ids
 
 ALPHAS = (0.02, 0.1, 0.5)
 BETAS = (0.001, 0.03)
@@ -39,8 +40,7 @@ def main() -> None:
     model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), args.adapter)
     model = model.to(args.device).eval()
     # The token after "#" decides the action: "#ANSWER", "#CLARIFY", "#MULTI_ANS".
-    second = {tag: tokenizer("#" + tag, add_special_tokens=False)["input_ids"][1]
-              for tag in ("ANSWER", "CLARIFY", "MULTI_ANS")}
+    second = {action.tag.lstrip("#"): token for action, token in zip(Action, action_tag_ids(tokenizer))}
     items = load_ambigqa("dev", limit=args.items)
     rows = []
     for alpha in ALPHAS:
@@ -56,6 +56,8 @@ def main() -> None:
                 probs.append((item.ambiguous, {t: logprobs[i].exp().item() for t, i in second.items()}))
             for ambiguous in (True, False):
                 chosen = [p for a, p in probs if a == ambiguous]
+                if not chosen:  # a small --items may hold no item of one kind
+                    continue
                 means = {t: round(statistics.mean(p[t] for p in chosen), 3) for t in second}
                 wins = {t: sum(max(p, key=p.get) == t for p in chosen) for t in second}
                 rows.append({"alpha": alpha, "beta": beta, "ambiguous": ambiguous, "items": len(chosen),

@@ -28,10 +28,8 @@ started=$(date +%s)
 variants=${SWEEP_VARIANTS:-"e2-lr1e-3-c1 2 1e-3 32 10 1
 e4-lr1e-3 4 1e-3 32 10 0
 e4-lr3e-4 4 3e-4 32 10 0"}
-extra=()
 if [ "${SWEEP_SMOKE:-0}" = 1 ]; then
   variants=$(echo "$variants" | head -2 | awk '{print $1, 0.005, $3, $4, $5, $6}')
-  extra=(--train-items 400)
   probe_items=4
 fi
 
@@ -44,7 +42,7 @@ echo "$variants" | while read -r name epochs lr batch weight contrast; do
   t0=$(date +%s)
   python3 -m askwise train --output-dir "$run" --init-adapter "$input/init" --bootstrap-items 0 \
     --train-items 400 --seed 2 --epochs "$epochs" --learning-rate "$lr" --batch-size "$batch" \
-    --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 "${extra[@]}" \
+    --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 \
     || { echo "train $name failed"; continue; }
   t1=$(date +%s)
   python3 benchmarks/first_action_probe.py "$run/adapter" --items "$probe_items" \

@@ -228,7 +228,7 @@ def cost_contrast_loss(logits, targets: list[int], owners: list[int]):
     return torch.stack(losses).mean() if losses else logits.sum() * 0.0
 
 
-def _action_tag_ids(tokenizer) -> list[int]:
+def action_tag_ids(tokenizer) -> list[int]:
     """The token after "#" of each action tag, in `Action` order: the token that decides."""
     from askwise.policy import Action
 
@@ -321,7 +321,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     schedule = [batches[i % len(batches)] for i in range(total_steps * accelerator.num_processes)]
     mine = schedule[accelerator.process_index::accelerator.num_processes]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    tag_ids = _action_tag_ids(tokenizer) if config.cost_contrast_weight else []
+    tag_ids = action_tag_ids(tokenizer) if config.cost_contrast_weight else []
     model.train()
     started, train_tokens, target_tokens, loss_value = time.monotonic(), 0, 0, float("nan")
     with tqdm(total=total_steps, initial=step, desc=desc, unit="step",

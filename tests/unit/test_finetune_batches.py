@@ -45,7 +45,7 @@ def test_steps_hold_a_batch_of_examples_and_cover_every_group():
     assert all(sum(len(groups[i].suffixes) for i in b) >= 3 for b in batches)
 
 
-TAGS = [50, 51, 52]  # the token after "#" of each action tag, as _action_tag_ids gives them
+TAGS = [50, 51, 52]  # the token after "#" of each action tag, as action_tag_ids gives them
 TAGGED = [
     Group([1, 2, 3], [([4, 19, 50, 9], 3, 2), ([5, 19, 51], 2, 2)]),  # one prompt, two costs, two actions
     Group([], [([6, 19, 52, 8], 3, 2), ([7, 8], 1, 1)]),  # the second reply has no tag
