@@ -11,6 +11,11 @@ Baselines on the same items:
   with the grid's middle cell) and scored for every cell;
 - oracle: per item, the best of the three forced episodes for that cell. It knows which
   action pays off before acting: an upper bound for choosing among these three replies.
+- readings rule: per cell, the forced action that is best on average over the items with the
+  same number of readings (1, 2, 3, 4 or more), taken for each of them. What a policy could
+  reach whose only knowledge of an item is how ambiguous it is, with this checkpoint's replies.
+  It is chosen on the episodes it is scored on, so it is optimistic; when even it does not
+  beat the fixed strategies in a cell, no reading of the query can, only better replies.
 
 The policy beats a baseline in a cell when its mean reward is higher by more than twice the
 standard error of the paired per-item difference (`beats`).
@@ -175,6 +180,25 @@ def oracle_reward(fixed: dict[str, dict[str, float]]) -> float:
     return sum(by_item.values()) / max(1, len(by_item))
 
 
+def readings_rule(forced: dict[str, list[Episode]], items: dict[str, Item], costs: Costs) -> dict:
+    """The readings rule of the module docstring in one cell: its per-item rewards and rates."""
+    def kind(item_id: str) -> int:
+        return min(len(items[item_id].interpretations), 4)
+
+    rewards = {name: item_rewards(eps, items, costs) for name, eps in forced.items()}
+    totals: dict[tuple[int, str], float] = {}
+    for name, by_item in rewards.items():
+        for item_id, r in by_item.items():
+            totals[kind(item_id), name] = totals.get((kind(item_id), name), 0.0) + r
+    best = {k: max(rewards, key=lambda n: totals.get((k, n), float("-inf")))
+            for k, _ in totals}
+    chosen = {item_id: best[kind(item_id)] for item_id in rewards["always-answer"]}
+    n = max(1, len(chosen))
+    return {"item_rewards": {i: rewards[name][i] for i, name in chosen.items()},
+            "clarify_rate": sum(FIXED[c] is Action.CLARIFY for c in chosen.values()) / n,
+            "multi_rate": sum(FIXED[c] is Action.MULTI_ANSWER for c in chosen.values()) / n}
+
+
 def spearman(xs: list[float], ys: list[float]) -> float | None:
     """Spearman's rho with average ranks for ties (Pearson correlation of the ranks)."""
     def ranks(values):
@@ -215,6 +239,11 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
             cell["oracle"] = oracle_reward(fixed)
             oracle = cell["oracle"]
             cell["oracle_fraction"] = cell["policy"]["reward"] / oracle if oracle > 0 else None
+            rule = readings_rule(forced, by_id, costs)
+            rule_rewards = rule.pop("item_rewards")
+            cell["readings_rule"] = {
+                "reward": sum(rule_rewards.values()) / max(1, len(rule_rewards)), **rule,
+                "beats_fixed": all(beats(rule_rewards, r) for r in fixed.values())}
         if prompted is not None:
             cell["prompted"] = cell_metrics([e for e in prompted if e.sample == index], by_id, costs)
         baselines = list(fixed.values()) if forced else []
@@ -235,6 +264,12 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
         "unseen_cells_beating_all_baselines": sum(c["beats_all_baselines"] for c in cells if c["unseen"]),
         "cells": cells,
     }
+    if forced:
+        rules = [c["readings_rule"] for c in cells]
+        summary["readings_rule"] = {
+            "cells_beating_fixed": sum(r["beats_fixed"] for r in rules),
+            "spearman_alpha_clarify": spearman(alphas, [r["clarify_rate"] for r in rules]),
+            "spearman_beta_multi": spearman(betas, [r["multi_rate"] for r in rules])}
     if prompted is not None:
         summary["prompted_spearman_alpha_clarify"] = spearman(
             alphas, [c["prompted"]["clarify_rate"] for c in cells])

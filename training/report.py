@@ -39,12 +39,21 @@ def write_markdown(summary: dict, path: Path) -> None:
     if "prompted_spearman_alpha_clarify" in summary:
         lines += [f"| prompted base: Spearman(alpha, clarify rate) | {_num(summary['prompted_spearman_alpha_clarify'])} |",
                   f"| prompted base: Spearman(beta, multi-answer rate) | {_num(summary['prompted_spearman_beta_multi'])} |"]
+    if "readings_rule" in summary:
+        rule = summary["readings_rule"]
+        lines += [f"| readings rule (bound, see below): cells beating every fixed strategy | {rule['cells_beating_fixed']} / {len(cells)} |",
+                  f"| readings rule: Spearman(alpha, clarify rate) | {_num(rule['spearman_alpha_clarify'])} |",
+                  f"| readings rule: Spearman(beta, multi-answer rate) | {_num(rule['spearman_beta_multi'])} |"]
     sections = [("Policy: mean reward", lambda c: c["policy"]["reward"], "{:.3f}")]
     if "oracle" in cells[0]:
         sections += [
             ("Best fixed strategy: mean reward", lambda c: max(c["fixed"].values()), "{:.3f}"),
             ("Oracle (best forced action per item): mean reward", lambda c: c["oracle"], "{:.3f}"),
             ("Policy reward as a fraction of the oracle's", lambda c: c["oracle_fraction"], "{:.2f}"),
+            ("Readings rule (the best forced action for each number of readings, chosen on "
+             "these episodes: what knowing how ambiguous each query is could reach with these "
+             "replies): mean reward", lambda c: c["readings_rule"]["reward"], "{:.3f}"),
+            ("Readings rule: multi-answer rate", lambda c: c["readings_rule"]["multi_rate"], "{:.2f}"),
         ]
     if "prompted" in cells[0]:
         sections.append(("Prompted base model: mean reward", lambda c: c["prompted"]["reward"], "{:.3f}"))

@@ -178,3 +178,28 @@ def test_a_policy_beats_a_baseline_only_by_a_paired_margin_beyond_noise():
     assert not beats(one_lucky_reply, baseline)
     better = {k: 0.5 + (0.3 if n % 2 else 0.0) for n, k in enumerate(baseline)}
     assert beats(better, baseline) and not beats(baseline, better)
+
+
+def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings():
+    from askwise.training.evaluate import readings_rule
+
+    items = {f"a{k}": Item(f"a{k}", ITEM.query, ITEM.interpretations) for k in range(4)}
+    items |= {f"p{k}": Item(f"p{k}", PLAIN.query, PLAIN.interpretations) for k in range(4)}
+
+    def episode(item_id, action, f1, questions=0, words=2):
+        turns = [{"role": "user", "content": "q", "action": None},
+                 {"role": "assistant", "content": "x", "action": action.value}]
+        return Episode(item_id, 0, 0, 0.1, 0.01, action.value, turns, "x", f1, questions, words, True)
+
+    # Plain queries: a guess is right. Ambiguous ones: only a question finds the answer.
+    forced = {
+        "always-answer": [episode(i, Action.ANSWER, 1.0 if i[0] == "p" else 0.5) for i in items],
+        "always-clarify": [episode(i, Action.CLARIFY, 1.0, questions=1) for i in items],
+        "always-multi": [episode(i, Action.MULTI_ANSWER, 0.9, words=12) for i in items],
+    }
+    cheap = readings_rule(forced, items, Costs(alpha=0.1, beta=0.001))
+    assert cheap["clarify_rate"] == 0.5 and cheap["multi_rate"] == 0.0
+    assert cheap["item_rewards"]["p0"] == 1.0 - 0.002 and cheap["item_rewards"]["a0"] == 1.0 - 0.1 - 0.002
+    # Questions dearer than twelve words: the ambiguous items get the list instead.
+    dear = readings_rule(forced, items, Costs(alpha=0.5, beta=0.001))
+    assert dear["clarify_rate"] == 0.0 and dear["multi_rate"] == 0.5
