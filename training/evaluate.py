@@ -180,23 +180,37 @@ def oracle_reward(fixed: dict[str, dict[str, float]]) -> float:
     return sum(by_item.values()) / max(1, len(by_item))
 
 
-def readings_rule(forced: dict[str, list[Episode]], items: dict[str, Item], costs: Costs) -> dict:
-    """The readings rule of the module docstring in one cell: its per-item rewards and rates."""
-    def kind(item_id: str) -> int:
-        return min(len(items[item_id].interpretations), 4)
+def readings(item: Item) -> int:
+    """How ambiguous an item is, in the readings rule's classes: 1, 2, 3, or 4 for 4 or more."""
+    return min(len(item.interpretations), 4)
 
-    rewards = {name: item_rewards(eps, items, costs) for name, eps in forced.items()}
+
+def readings_rule(fixed: dict[str, dict[str, float]], items: dict[str, Item]) -> dict:
+    """The readings rule of the module docstring in one cell (`fixed`: per strategy, per
+    item, the cell's reward): its per-item rewards and rates."""
     totals: dict[tuple[int, str], float] = {}
-    for name, by_item in rewards.items():
+    for name, by_item in fixed.items():
         for item_id, r in by_item.items():
-            totals[kind(item_id), name] = totals.get((kind(item_id), name), 0.0) + r
-    best = {k: max(rewards, key=lambda n: totals.get((k, n), float("-inf")))
-            for k, _ in totals}
-    chosen = {item_id: best[kind(item_id)] for item_id in rewards["always-answer"]}
+            key = readings(items[item_id]), name
+            totals[key] = totals.get(key, 0.0) + r
+    best = {k: max(fixed, key=lambda n: totals.get((k, n), float("-inf"))) for k, _ in totals}
+    chosen = {item_id: best[readings(items[item_id])] for item_id in fixed["always-answer"]}
     n = max(1, len(chosen))
-    return {"item_rewards": {i: rewards[name][i] for i, name in chosen.items()},
+    return {"item_rewards": {i: fixed[name][i] for i, name in chosen.items()},
             "clarify_rate": sum(FIXED[c] is Action.CLARIFY for c in chosen.values()) / n,
             "multi_rate": sum(FIXED[c] is Action.MULTI_ANSWER for c in chosen.values()) / n}
+
+
+def f1_by_readings(forced: dict[str, list[Episode]], items: dict[str, Item]) -> dict:
+    """Mean F1 of each forced action per readings class: why the rule picks what it picks."""
+    table: dict[str, dict[str, float]] = {}
+    for name, episodes in forced.items():
+        groups: dict[int, list[float]] = {}
+        for e in episodes:
+            groups.setdefault(readings(items[e.item_id]), []).append(e.outcome(items[e.item_id]).f1)
+        for k, f1s in sorted(groups.items()):
+            table.setdefault(str(k), {"items": len(f1s)})[name] = sum(f1s) / len(f1s)
+    return table
 
 
 def spearman(xs: list[float], ys: list[float]) -> float | None:
@@ -239,7 +253,7 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
             cell["oracle"] = oracle_reward(fixed)
             oracle = cell["oracle"]
             cell["oracle_fraction"] = cell["policy"]["reward"] / oracle if oracle > 0 else None
-            rule = readings_rule(forced, by_id, costs)
+            rule = readings_rule(fixed, by_id)
             rule_rewards = rule.pop("item_rewards")
             cell["readings_rule"] = {
                 "reward": sum(rule_rewards.values()) / max(1, len(rule_rewards)), **rule,
@@ -267,6 +281,7 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
     if forced:
         rules = [c["readings_rule"] for c in cells]
         summary["readings_rule"] = {
+            "f1_by_readings": f1_by_readings(forced, by_id),
             "cells_beating_fixed": sum(r["beats_fixed"] for r in rules),
             "spearman_alpha_clarify": spearman(alphas, [r["clarify_rate"] for r in rules]),
             "spearman_beta_multi": spearman(betas, [r["multi_rate"] for r in rules])}

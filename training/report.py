@@ -44,6 +44,11 @@ def write_markdown(summary: dict, path: Path) -> None:
         lines += [f"| readings rule (bound, see below): cells beating every fixed strategy | {rule['cells_beating_fixed']} / {len(cells)} |",
                   f"| readings rule: Spearman(alpha, clarify rate) | {_num(rule['spearman_alpha_clarify'])} |",
                   f"| readings rule: Spearman(beta, multi-answer rate) | {_num(rule['spearman_beta_multi'])} |"]
+        names = list(cells[0]["fixed"])
+        lines += ["", "## Forced actions: mean F1 by number of readings (4 = 4 or more)", "",
+                  "| readings | items | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
+        lines += [f"| {k} | {row['items']} | " + " | ".join(f"{row[n]:.3f}" for n in names) + " |"
+                  for k, row in rule["f1_by_readings"].items()]
     sections = [("Policy: mean reward", lambda c: c["policy"]["reward"], "{:.3f}")]
     if "oracle" in cells[0]:
         sections += [

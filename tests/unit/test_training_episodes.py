@@ -181,7 +181,7 @@ def test_a_policy_beats_a_baseline_only_by_a_paired_margin_beyond_noise():
 
 
 def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings():
-    from askwise.training.evaluate import readings_rule
+    from askwise.training.evaluate import f1_by_readings, item_rewards, readings_rule
 
     items = {f"a{k}": Item(f"a{k}", ITEM.query, ITEM.interpretations) for k in range(4)}
     items |= {f"p{k}": Item(f"p{k}", PLAIN.query, PLAIN.interpretations) for k in range(4)}
@@ -197,9 +197,14 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
         "always-clarify": [episode(i, Action.CLARIFY, 1.0, questions=1) for i in items],
         "always-multi": [episode(i, Action.MULTI_ANSWER, 0.9, words=12) for i in items],
     }
-    cheap = readings_rule(forced, items, Costs(alpha=0.1, beta=0.001))
+    def rule(costs):
+        return readings_rule({n: item_rewards(eps, items, costs) for n, eps in forced.items()}, items)
+
+    assert f1_by_readings(forced, items)["2"] == {"items": 4, "always-answer": 0.5,
+                                                   "always-clarify": 1.0, "always-multi": 0.9}
+    cheap = rule(Costs(alpha=0.1, beta=0.001))
     assert cheap["clarify_rate"] == 0.5 and cheap["multi_rate"] == 0.0
     assert cheap["item_rewards"]["p0"] == 1.0 - 0.002 and cheap["item_rewards"]["a0"] == 1.0 - 0.1 - 0.002
     # Questions dearer than twelve words: the ambiguous items get the list instead.
-    dear = readings_rule(forced, items, Costs(alpha=0.5, beta=0.001))
+    dear = rule(Costs(alpha=0.5, beta=0.001))
     assert dear["clarify_rate"] == 0.0 and dear["multi_rate"] == 0.5
