@@ -40,6 +40,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from askwise.policy import Action, Costs
+from askwise.policy.actions import parse_interpretations
 from askwise.policy.checkpoints import ensure_base_checkpoint, read_meta
 from askwise.policy.engines.base import SamplingParams
 
@@ -201,15 +202,26 @@ def readings_rule(fixed: dict[str, dict[str, float]], items: dict[str, Item]) ->
             "multi_rate": sum(FIXED[c] is Action.MULTI_ANSWER for c in chosen.values()) / n}
 
 
+def list_lines(episode: Episode) -> int:
+    """How many readings the episode's first multi-answer names ("If you mean X: A" lines)."""
+    first = next(t for t in episode.turns if t["role"] == "assistant")
+    return len(parse_interpretations(first["content"])[0])
+
+
 def f1_by_readings(forced: dict[str, list[Episode]], items: dict[str, Item]) -> dict:
-    """Mean F1 of each forced action per readings class: why the rule picks what it picks."""
+    """Mean F1 of each forced action per readings class: why the rule picks what it picks.
+    With forced lists, also how many readings a list names: a list can only be as good as
+    its coverage of the query's readings."""
     table: dict[str, dict[str, float]] = {}
     for name, episodes in forced.items():
-        groups: dict[int, list[float]] = {}
+        groups: dict[int, list[Episode]] = {}
         for e in episodes:
-            groups.setdefault(readings(items[e.item_id]), []).append(e.outcome(items[e.item_id]).f1)
-        for k, f1s in sorted(groups.items()):
-            table.setdefault(str(k), {"items": len(f1s)})[name] = sum(f1s) / len(f1s)
+            groups.setdefault(readings(items[e.item_id]), []).append(e)
+        for k, group in sorted(groups.items()):
+            row = table.setdefault(str(k), {"items": len(group)})
+            row[name] = sum(e.outcome(items[e.item_id]).f1 for e in group) / len(group)
+            if FIXED.get(name) is Action.MULTI_ANSWER:
+                row["list_lines"] = sum(map(list_lines, group)) / len(group)
     return table
 
 

@@ -187,8 +187,9 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
     items |= {f"p{k}": Item(f"p{k}", PLAIN.query, PLAIN.interpretations) for k in range(4)}
 
     def episode(item_id, action, f1, questions=0, words=2):
+        content = "If you mean a: 1\nIf you mean b: 2" if action is Action.MULTI_ANSWER else "x"
         turns = [{"role": "user", "content": "q", "action": None},
-                 {"role": "assistant", "content": "x", "action": action.value}]
+                 {"role": "assistant", "content": content, "action": action.value}]
         return Episode(item_id, 0, 0, 0.1, 0.01, action.value, turns, "x", f1, questions, words, True)
 
     # Plain queries: a guess is right. Ambiguous ones: only a question finds the answer.
@@ -201,7 +202,8 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
         return readings_rule({n: item_rewards(eps, items, costs) for n, eps in forced.items()}, items)
 
     assert f1_by_readings(forced, items)["2"] == {"items": 4, "always-answer": 0.5,
-                                                   "always-clarify": 1.0, "always-multi": 0.9}
+                                                   "always-clarify": 1.0, "always-multi": 0.9,
+                                                   "list_lines": 2.0}
     cheap = rule(Costs(alpha=0.1, beta=0.001))
     assert cheap["clarify_rate"] == 0.5 and cheap["multi_rate"] == 0.0
     assert cheap["item_rewards"]["p0"] == 1.0 - 0.002 and cheap["item_rewards"]["a0"] == 1.0 - 0.1 - 0.002
