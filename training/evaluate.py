@@ -194,7 +194,7 @@ def readings_rule(fixed: dict[str, dict[str, float]], items: dict[str, Item]) ->
         for item_id, r in by_item.items():
             key = readings(items[item_id]), name
             totals[key] = totals.get(key, 0.0) + r
-    best = {k: max(fixed, key=lambda n: totals.get((k, n), float("-inf"))) for k, _ in totals}
+    best = {k: max(fixed, key=lambda n: totals.get((k, n), float("-inf"))) for k in {k for k, _ in totals}}
     chosen = {item_id: best[readings(items[item_id])] for item_id in fixed["always-answer"]}
     n = max(1, len(chosen))
     return {"item_rewards": {i: fixed[name][i] for i, name in chosen.items()},

@@ -46,9 +46,10 @@ def write_markdown(summary: dict, path: Path) -> None:
                   f"| readings rule: Spearman(beta, multi-answer rate) | {_num(rule['spearman_beta_multi'])} |"]
         names = list(cells[0]["fixed"])
         extra = ["list_lines"] if any("list_lines" in r for r in rule["f1_by_readings"].values()) else []
-        lines += ["", "## Forced actions: mean F1 by number of readings (4 = 4 or more)", "",
-                  "`list_lines`: how many readings a forced multi-answer names, on average.", "",
-                  "| readings | items | " + " | ".join(names + extra) + " |",
+        lines += ["", "## Forced actions: mean F1 by number of readings (4 = 4 or more)", ""]
+        if extra:
+            lines += ["`list_lines`: how many readings a forced multi-answer names, on average.", ""]
+        lines += ["| readings | items | " + " | ".join(names + extra) + " |",
                   "| --- | --- |" + " --- |" * len(names + extra)]
         lines += [f"| {k} | {row['items']} | " + " | ".join(f"{row.get(n, float('nan')):.3f}" for n in names)
                   + "".join(f" | {row.get(n, float('nan')):.2f}" for n in extra) + " |"
