@@ -24,6 +24,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel],
             choices, kind = list(get_args(annotation)), str
         elif get_origin(annotation) in (list, tuple):
             nargs, kind = "+", get_args(annotation)[0]
+            if get_origin(kind) is Literal:
+                choices, kind = list(get_args(kind)), str
         else:
             types = [t for t in (get_args(annotation) or (annotation,)) if t is not type(None)]
             kind = types[0]

@@ -33,14 +33,16 @@ def clarifying_question(item: Item) -> str:
     return "Which do you mean: " + "; ".join(readings) + "?"
 
 
-def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, seed: int
+def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, seed: int,
+                   actions: tuple[Action, ...] = tuple(Action)
                    ) -> list[tuple[list[dict[str, str]], str]]:
-    """(prompt messages, reply) pairs: one demonstrated action per item (see module docstring)."""
+    """(prompt messages, reply) pairs: one action per item, drawn from `actions` (see module
+    docstring)."""
     simulator = ReferenceSimulator()
     examples = []
     for item in items:
         rng = item_rng(seed, "bootstrap", item.id)
-        action = rng.choice(list(Action))
+        action = rng.choice(list(actions))
         costs = rng.choice(grid)
         weights = [r.probability for r in item.interpretations]
         guess = item.interpretations[rng.choices(range(len(weights)), weights=weights)[0]]

