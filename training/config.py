@@ -112,6 +112,8 @@ class TrainConfig(BaseModel):
     def _grid_is_valid(self) -> "TrainConfig":
         for value in self.train_alphas + self.train_betas:
             Costs(alpha=float(value), beta=0.0)  # finite and >= 0, as the server demands
+        if self.iterations == 0 and self.bootstrap_items == 0:
+            raise ValueError("iterations 0 with bootstrap_items 0 would train nothing")
         return self
 
     def train_grid(self) -> list[Costs]:

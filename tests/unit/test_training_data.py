@@ -92,3 +92,5 @@ def test_train_flags_take_lists_of_choices_and_refuse_others():
     assert config.bootstrap_actions == ["multi_answer", "clarify"] and config.iterations == 0
     with pytest.raises(SystemExit):
         parser.parse_args(["--bootstrap-actions", "shout"])
+    with pytest.raises(ValueError, match="train nothing"):
+        TrainConfig(iterations=0, bootstrap_items=0)
