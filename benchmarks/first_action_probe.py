@@ -23,7 +23,8 @@ from askwise.policy.checkpoints import apply_adapter, ensure_base_checkpoint
 from askwise.training.data import load_ambigqa
 from askwise.training.finetune import action_tag_ids
 
-ALPHAS = (0.02, 0.1, 0.5)
+# 0.2 sits between the trained 0.1 and 0.3, where the ask/answer switch belongs
+ALPHAS = (0.02, 0.1, 0.2, 0.5)
 BETAS = (0.001, 0.03)
 
 
@@ -71,7 +72,8 @@ def main() -> None:
 
     summary = {"adapter": args.adapter, "items": len(items),
                "steer_clarify": picks("CLARIFY", alpha=ALPHAS[0]) - picks("CLARIFY", alpha=ALPHAS[-1]),
-               "steer_multi": picks("MULTI_ANS", beta=BETAS[0]) - picks("MULTI_ANS", beta=BETAS[-1])}
+               "steer_multi": picks("MULTI_ANS", beta=BETAS[0]) - picks("MULTI_ANS", beta=BETAS[-1]),
+               "clarify_by_alpha": {str(alpha): picks("CLARIFY", alpha=alpha) for alpha in ALPHAS}}
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as f:

@@ -8,14 +8,17 @@
 #   ASKWISE_BASE_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf \
 #     bash benchmarks/gpu_finetune_sweep.sh INPUT_DIR OUT_DIR
 #
-# INPUT_DIR holds `init/` (the bootstrap adapter) and `episodes.jsonl` (the grow of the run
-# the bootstrap came from, made with --train-items 400 --seed 2). Each variant comes back as
+# INPUT_DIR holds `init/` (the adapter every variant starts from; SWEEP_INIT names another,
+# such as the shipped policy, which then need not travel) and `episodes.jsonl` or
+# `episodes.jsonl.gz` (the grow of the run that adapter came from, made with --train-items 400
+# --seed 2). Each variant comes back as
 # OUT_DIR/<name>.tar (adapter in bf16, train report, probe) and one line of OUT_DIR/sweep.json.
 # SWEEP_BUDGET_S (default 330) stops starting variants once that many seconds have passed,
 # so the sweep fits a device lease; SWEEP_SMOKE=1 runs a few steps of each on CPU to check
 # the script itself.
 set -uo pipefail
 input=$1 out=$2
+init=${SWEEP_INIT:-$input/init}
 mkdir -p "$out"
 export ASKWISE_CACHE_DIR=${ASKWISE_CACHE_DIR:-/tmp/askwise-cache}
 budget=${SWEEP_BUDGET_S:-330}
@@ -23,36 +26,37 @@ probe_items=${PROBE_ITEMS:-120}
 threads=$(( $(nproc) > 8 ? 8 : $(nproc) ))
 started=$(date +%s)
 
-# name epochs learning-rate batch-size action-weight cost-contrast-weight, most promising
-# first; SWEEP_VARIANTS replaces the list
+# name epochs learning-rate batch-size action-weight cost-contrast-weight [more train flags],
+# most promising first; SWEEP_VARIANTS replaces the list
 variants=${SWEEP_VARIANTS:-"e2-lr1e-3-c1 2 1e-3 32 10 1
 e4-lr1e-3 4 1e-3 32 10 0
 e4-lr3e-4 4 3e-4 32 10 0"}
 if [ "${SWEEP_SMOKE:-0}" = 1 ]; then
-  variants=$(echo "$variants" | head -2 | awk '{print $1, 0.005, $3, $4, $5, $6}')
+  variants=$(echo "$variants" | head -2 | awk '{$2 = 0.005; print}')
   probe_items=4
 fi
 
-echo "$variants" | while read -r name epochs lr batch weight contrast; do
+echo "$variants" | while read -r name epochs lr batch weight contrast extra; do
   elapsed=$(( $(date +%s) - started ))
   if [ "$elapsed" -gt "$budget" ]; then echo "skip $name: ${elapsed}s used"; continue; fi
   run=/tmp/sweep/$name
   mkdir -p "$run/iter-1"
-  cp "$input/episodes.jsonl" "$run/iter-1/episodes.jsonl"
+  if [ -f "$input/episodes.jsonl.gz" ]; then zcat "$input/episodes.jsonl.gz" > "$run/iter-1/episodes.jsonl"
+  else cp "$input/episodes.jsonl" "$run/iter-1/episodes.jsonl"; fi
   t0=$(date +%s)
-  python3 -m askwise train --output-dir "$run" --init-adapter "$input/init" --bootstrap-items 0 \
+  python3 -m askwise train --output-dir "$run" --init-adapter "$init" --bootstrap-items 0 \
     --train-items 400 --seed 2 --epochs "$epochs" --learning-rate "$lr" --batch-size "$batch" \
-    --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 \
+    --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 $extra \
     || { echo "train $name failed"; continue; }
   t1=$(date +%s)
   python3 benchmarks/first_action_probe.py "$run/adapter" --items "$probe_items" \
     --json "$run/adapter/probe.json" || { echo "probe $name failed"; continue; }
-  python3 - "$run" "$name" "$epochs" "$lr" "$batch" "$weight" "$contrast" "$((t1 - t0))" >> "$out/sweep.json" <<'PY'
+  python3 - "$run" "$name" "$epochs" "$lr" "$batch" "$weight" "$contrast" "$((t1 - t0))" "$extra" >> "$out/sweep.json" <<'PY'
 import json, sys
 from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
-run, name, epochs, lr, batch, weight, contrast, seconds = sys.argv[1:]
+run, name, epochs, lr, batch, weight, contrast, seconds, extra = sys.argv[1:]
 adapter = Path(run) / "adapter"
 weights = adapter / "adapter_model.safetensors"
 # bf16 halves what travels and what the package ships; LoRA deltas lose nothing that matters
@@ -63,7 +67,7 @@ ft = report["iterations"][0]["finetune"]
 probe = json.loads((adapter / "probe.json").read_text())["summary"]
 print(json.dumps({"name": name, "epochs": float(epochs), "learning_rate": float(lr),
                   "batch_size": int(batch), "action_loss_weight": float(weight),
-                  "cost_contrast_weight": float(contrast),
+                  "cost_contrast_weight": float(contrast), "extra_flags": extra,
                   "train_seconds": int(seconds), "steps": ft["steps"], "final_loss": ft["final_loss"],
                   "tokens_per_s": ft["tokens_per_s"], **probe}))
 PY
