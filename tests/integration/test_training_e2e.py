@@ -78,6 +78,9 @@ def test_eval_writes_tables_json_and_plots(trained, tmp_path):
         assert cell["oracle"] >= max(cell["fixed"].values()) - 1e-9
         assert 0 <= cell["policy"]["clarify_rate"] <= 1
         assert "prompted" in cell
+        # beating by a margin implies a higher mean; the converse need not hold
+        assert cell["above_all_baselines"] or not cell["beats_all_baselines"]
+    assert summary["cells_above_all_baselines"] >= summary["cells_beating_all_baselines"]
     assert summary["unseen_cells"] == 3  # all but (0.5, 0.03) hold a value training never saw
     assert "| alpha \\ beta |" in (out / "eval.md").read_text()
     for plot in ("action_rates.png", "reward_by_cell.png"):
