@@ -168,12 +168,18 @@ def beats(mine: dict[str, float], theirs: dict[str, float]) -> bool:
     difference (same items, same intents). A plain `>` would count as wins the
     hundredths-of-a-percent margins that a policy acting exactly like the baseline gets
     from the costs in its prompt changing a few greedy replies."""
+    diff = paired_difference(mine, theirs)
+    return diff is not None and diff[0] > 2 * diff[1]
+
+
+def paired_difference(mine: dict[str, float], theirs: dict[str, float]) -> tuple[float, float] | None:
+    """Mean and standard error of the per-item difference over the items both hold."""
     diffs = [mine[k] - theirs[k] for k in mine if k in theirs]
     if len(diffs) < 2:
-        return False
+        return None
     mean = sum(diffs) / len(diffs)
     var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    return mean > 2 * (var / len(diffs)) ** 0.5
+    return mean, (var / len(diffs)) ** 0.5
 
 
 def oracle_reward(fixed: dict[str, dict[str, float]]) -> float:

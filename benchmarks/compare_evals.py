@@ -1,0 +1,49 @@
+"""Two checkpoints' evaluations against each other, paired on the same items and intents.
+
+    python benchmarks/compare_evals.py runs/eval-new runs/eval-old
+
+Both folders must come from `askwise eval` with the same dataset, items, grid and seed (the
+intents are drawn from the seed, so the same item meets the same intent in both). For every
+cell it prints the mean per-item reward difference (first minus second) and its standard
+error, then how many cells the first is ahead in, and ahead or behind by more than twice the
+SE: the test `askwise eval` uses against baselines.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from askwise.training.episodes import load_episodes
+from askwise.training.evaluate import EvalConfig, item_rewards, load_items, paired_difference
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    args = parser.parse_args()
+    configs = [EvalConfig.model_validate(json.loads((d / "eval_config.json").read_text()))
+               for d in (args.first, args.second)]
+    keys = ("dataset", "split", "items", "setting", "alphas", "betas", "seed")
+    if any(getattr(configs[0], k) != getattr(configs[1], k) for k in keys):
+        parser.error(f"the two evaluations differ in one of {keys}: nothing to pair")
+    items = {item.id: item for item in load_items(configs[0])}
+    episodes = [load_episodes(d / "episodes-policy.jsonl") for d in (args.first, args.second)]
+    ahead = ahead_2se = behind_2se = 0
+    for index, costs in enumerate(configs[0].grid()):
+        first, second = (item_rewards([e for e in eps if e.sample == index], items, costs) for eps in episodes)
+        diff = paired_difference(first, second)
+        if diff is None:
+            parser.error(f"cell {costs} holds fewer than two paired items")
+        mean, se = diff
+        ahead += mean > 0
+        ahead_2se += mean > 2 * se
+        behind_2se += mean < -2 * se
+        print(f"alpha={costs.alpha:g} beta={costs.beta:g}: {mean:+.3f} (SE {se:.3f})")
+    cells = len(configs[0].grid())
+    print(f"first ahead in {ahead} of {cells} cells; by more than 2 SE in {ahead_2se}; "
+          f"behind by more than 2 SE in {behind_2se}")
+
+
+if __name__ == "__main__":
+    main()
