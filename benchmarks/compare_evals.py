@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from askwise.training.episodes import load_episodes
-from askwise.training.evaluate import EvalConfig, item_rewards, load_items, paired_difference
+from askwise.training.evaluate import EvalConfig, beats, item_rewards, load_items, paired_difference
 
 
 def main() -> None:
@@ -37,8 +37,8 @@ def main() -> None:
             parser.error(f"cell {costs} holds fewer than two paired items")
         mean, se = diff
         ahead += mean > 0
-        ahead_2se += mean > 2 * se
-        behind_2se += mean < -2 * se
+        ahead_2se += beats(first, second)
+        behind_2se += beats(second, first)
         print(f"alpha={costs.alpha:g} beta={costs.beta:g}: {mean:+.3f} (SE {se:.3f})")
     cells = len(configs[0].grid())
     print(f"first ahead in {ahead} of {cells} cells; by more than 2 SE in {ahead_2se}; "
