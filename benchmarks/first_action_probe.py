@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="also write the rows and summary here")
+    parser.add_argument("--alphas", type=float, nargs="+", default=ALPHAS,
+                        help="alphas to read, cheapest first (add an unseen one such as 0.05)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     base = ensure_base_checkpoint()
@@ -44,7 +46,7 @@ def main() -> None:
     second = {action.tag.lstrip("#"): token for action, token in zip(Action, action_tag_ids(tokenizer))}
     items = load_ambigqa("dev", limit=args.items)
     rows = []
-    for alpha in ALPHAS:
+    for alpha in args.alphas:
         for beta in BETAS:
             probs = []
             for item in items:
@@ -71,9 +73,9 @@ def main() -> None:
                    if (alpha is None or r["alpha"] == alpha) and (beta is None or r["beta"] == beta))
 
     summary = {"adapter": args.adapter, "items": len(items),
-               "steer_clarify": picks("CLARIFY", alpha=ALPHAS[0]) - picks("CLARIFY", alpha=ALPHAS[-1]),
+               "steer_clarify": picks("CLARIFY", alpha=args.alphas[0]) - picks("CLARIFY", alpha=args.alphas[-1]),
                "steer_multi": picks("MULTI_ANS", beta=BETAS[0]) - picks("MULTI_ANS", beta=BETAS[-1]),
-               "clarify_by_alpha": {str(alpha): picks("CLARIFY", alpha=alpha) for alpha in ALPHAS}}
+               "clarify_by_alpha": {str(alpha): picks("CLARIFY", alpha=alpha) for alpha in args.alphas}}
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as f:
