@@ -1,8 +1,8 @@
 """How a policy's first action depends on the costs and on ambiguity: P(tag | prompt + "#").
 
-For the first N AmbigQA dev items (grounded) and six cost corners, prints the mean
-probability of each action tag's first token after "#", split by ambiguous/unambiguous
-items, and how often each would win under greedy decoding. A steerable policy shows
+For the first N AmbigQA dev items (grounded) and every pair of `--alphas` x two betas, prints
+the mean probability of each action tag's first token after "#", split by ambiguous and
+unambiguous items, and how often each would win under greedy decoding. A steerable policy shows
 P(#CLARIFY) falling as alpha rises and P(#MULTI_ANS) falling as beta rises; one that ignores
 the costs prints the same numbers in every row. `--json` also writes the rows, and a one-line
 summary (`steer_clarify`, `steer_multi`: the change in greedy clarify and multi-answer picks
