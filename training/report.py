@@ -35,7 +35,7 @@ def write_markdown(summary: dict, path: Path) -> None:
              f"| cells where the policy beats every baseline (by more than 2 SE of the paired difference) | {summary['cells_beating_all_baselines']} / {len(cells)} |",
              f"| ... of them unseen cells | {summary['unseen_cells_beating_all_baselines']} / {summary['unseen_cells']} |",
              f"| cells where the policy's mean reward is above every baseline's (no margin) | "
-             f"{summary.get('cells_above_all_baselines', '-')} / {len(cells)} |",
+             f"{summary['cells_above_all_baselines']} / {len(cells)} |",
              f"| Spearman(alpha, clarify rate) | {_num(summary['spearman_alpha_clarify'])} |",
              f"| Spearman(beta, multi-answer rate) | {_num(summary['spearman_beta_multi'])} |"]
     if "prompted_spearman_alpha_clarify" in summary:
