@@ -14,7 +14,8 @@
 # --seed 2). Each variant comes back as
 # OUT_DIR/<name>.tar (adapter in bf16, train report, probe) and one line of OUT_DIR/sweep.json.
 # SWEEP_BUDGET_S (default 330) stops starting variants once that many seconds have passed,
-# so the sweep fits a device lease; SWEEP_SMOKE=1 runs a few steps of each on CPU to check
+# so the sweep fits a device lease; PROBE_ITEMS and PROBE_ALPHAS (space-separated; default: the
+# probe's own) size the probe; SWEEP_SMOKE=1 runs a few steps of each on CPU to check
 # the script itself.
 set -uo pipefail
 input=$1 out=$2
@@ -23,6 +24,7 @@ mkdir -p "$out"
 export ASKWISE_CACHE_DIR=${ASKWISE_CACHE_DIR:-/tmp/askwise-cache}
 budget=${SWEEP_BUDGET_S:-330}
 probe_items=${PROBE_ITEMS:-120}
+probe_alphas=${PROBE_ALPHAS:+--alphas $PROBE_ALPHAS}
 threads=$(( $(nproc) > 8 ? 8 : $(nproc) ))
 started=$(date +%s)
 
@@ -49,7 +51,7 @@ echo "$variants" | while read -r name epochs lr batch weight contrast extra; do
     --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 $extra \
     || { echo "train $name failed"; continue; }
   t1=$(date +%s)
-  python3 benchmarks/first_action_probe.py "$run/adapter" --items "$probe_items" \
+  python3 benchmarks/first_action_probe.py "$run/adapter" --items "$probe_items" $probe_alphas \
     --json "$run/adapter/probe.json" || { echo "probe $name failed"; continue; }
   python3 - "$run" "$name" "$epochs" "$lr" "$batch" "$weight" "$contrast" "$((t1 - t0))" "$extra" >> "$out/sweep.json" <<'PY'
 import json, sys
