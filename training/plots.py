@@ -26,11 +26,16 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
         left.plot(alphas, [at[(a, b)]["policy"]["clarify_rate"] for a in alphas], marker="o", label=f"beta={b:g}")
     left.set(xscale="log", xlabel="alpha (cost per question)", ylabel="clarify rate",
              title=f"Clarify rate vs alpha (Spearman {_rho(summary['spearman_alpha_clarify'])})", ylim=(-0.02, 1.02))
+    # the grid's own values as ticks: a log axis would otherwise label its minor ticks over them
+    left.set_xticks(alphas, [f"{a:g}" for a in alphas])
+    left.minorticks_off()
     left.legend(fontsize=8)
     for a in alphas:
         right.plot(betas, [at[(a, b)]["policy"]["multi_rate"] for b in betas], marker="o", label=f"alpha={a:g}")
     right.set(xscale="log", xlabel="beta (cost per word)", ylabel="multi-answer rate",
               title=f"Multi-answer rate vs beta (Spearman {_rho(summary['spearman_beta_multi'])})", ylim=(-0.02, 1.02))
+    right.set_xticks(betas, [f"{b:g}" for b in betas])
+    right.minorticks_off()
     right.legend(fontsize=8)
     fig.tight_layout()
     written.append(out / "action_rates.png")
