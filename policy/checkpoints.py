@@ -91,6 +91,16 @@ def write_meta(path: str | Path, **fields) -> None:
     (Path(path) / META_FILE).write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
 
 
+def trained_grid(adapter: str | Path | None, alphas=(), betas=()) -> dict[str, list[float]]:
+    """The cost grid an adapter was trained on, over every run it descends from, joined with
+    `alphas` and `betas` (a run adding its own grid). `askwise eval` marks the other costs as
+    unseen. Empty where nothing is known: adapters from before the grid was recorded."""
+    meta = read_meta(adapter) if adapter is not None else {}
+    grid = {"train_alphas": sorted({*meta.get("train_alphas", ()), *alphas}),
+            "train_betas": sorted({*meta.get("train_betas", ()), *betas})}
+    return {field: values for field, values in grid.items() if values}
+
+
 def check_prompt_format(path: str | Path) -> None:
     """Refuse a trained checkpoint whose prompt format is not the one this code renders."""
     recorded = read_meta(path).get("prompt_format")

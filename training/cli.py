@@ -43,15 +43,23 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from askwise.policy.checkpoints import default_adapter
+def eval_config(args: argparse.Namespace):
+    from askwise.policy.checkpoints import default_adapter, trained_grid
 
-    from .evaluate import EvalConfig, evaluate
+    from .evaluate import EvalConfig
 
     given = given_arguments(args, EvalConfig)
     if not args.no_adapter and given.get("adapter") is None:
         given["adapter"] = default_adapter()
-    config = EvalConfig(**given)
+    for field, values in trained_grid(given.get("adapter")).items():
+        given.setdefault(field, values)  # flags win over what the adapter records
+    return EvalConfig(**given)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    config = eval_config(args)
     summary = evaluate(config)
     print((config.output_dir / "eval.md").read_text())
     print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))

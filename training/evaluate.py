@@ -69,8 +69,9 @@ class EvalConfig(BaseModel):
     alphas: list[float] = Field(EVAL_ALPHAS, description="Grid alpha values.")
     betas: list[float] = Field(EVAL_BETAS, description="Grid beta values.")
     train_alphas: list[float] = Field(TRAIN_ALPHAS, description="Alphas seen in training (marks "
-                                      "the unseen cells).")
-    train_betas: list[float] = Field(TRAIN_BETAS, description="Betas seen in training.")
+                                      "the unseen cells; askwise eval takes them from the "
+                                      "adapter's askwise.json when it records them).")
+    train_betas: list[float] = Field(TRAIN_BETAS, description="Betas seen in training (likewise).")
     baselines: bool = Field(True, description="Also run the fixed strategies and the oracle.")
     prompted: bool = Field(True, description="Also run the prompted base model (slow on CPU: "
                            "its replies run to max_tokens; ~30 min for 200 items x 25 cells).")

@@ -42,7 +42,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from askwise.policy import PROMPT_FORMAT_VERSION
-from askwise.policy.checkpoints import write_meta
+from askwise.policy.checkpoints import trained_grid, write_meta
 
 from .config import TrainConfig
 
@@ -373,7 +373,8 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
         if not config.lora:
             tokenizer.save_pretrained(out)
         write_meta(out, kind="lora" if config.lora else "full", prompt_format=PROMPT_FORMAT_VERSION,
-                   base=str(base), setting=config.setting)
+                   base=str(base), setting=config.setting,
+                   **trained_grid(init_adapter, config.train_alphas, config.train_betas))
         shutil.rmtree(state_dir, ignore_errors=True)
         (out / DONE_MARKER).write_text(json.dumps(stats.__dict__))
     accelerator.wait_for_everyone()

@@ -37,6 +37,7 @@ def test_train_writes_a_resumable_run_and_a_servable_adapter(trained):
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").is_file()
     assert read_meta(adapter)["prompt_format"] == PROMPT_FORMAT_VERSION
+    assert read_meta(adapter)["train_alphas"] == [0.02, 0.1, 0.3, 0.5]  # what eval calls seen
     report = json.loads((trained / "train_report.json").read_text())
     [iteration] = report["iterations"]
     assert iteration["episodes"] == 3 * 4  # 3 items x (3 forced first actions + 1 free)
