@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from askwise.options import add_model_arguments, given_arguments
+
+if TYPE_CHECKING:  # the command imports its heavy modules only when it runs
+    from .evaluate import EvalConfig
 
 
 def register(subcommands) -> None:
@@ -43,7 +47,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def eval_config(args: argparse.Namespace):
+def eval_config(args: argparse.Namespace) -> EvalConfig:
     from askwise.policy.checkpoints import default_adapter, trained_grid
 
     from .evaluate import EvalConfig
