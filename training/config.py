@@ -76,6 +76,10 @@ class TrainConfig(BaseModel):
                                           "fine-tuning, chosen so that different best actions "
                                           "appear (default: every pair of the grid; with shared "
                                           "prefixes each extra pair costs only its tail).")
+    example_selection: Literal["balanced", "random"] = Field(
+        "balanced", description="How examples_per_item picks an item's cost pairs: balanced "
+        "cycles over the item's distinct best actions (rare actions get as many examples as "
+        "common ones); random draws them uniformly (each action keeps its share).")
     min_reward: float | None = Field(None, description="Drop kept episodes whose action's mean "
                                      "reward is below this.")
 

@@ -12,9 +12,12 @@ to learn for that item at those costs; within it the highest-reward episode is k
 by a group mean rather than by the single best episode stops a lucky `#ANSWER` (right intent
 by chance) from beating a question that is right every time.
 
-`examples_per_item` cost pairs per item go to fine-tuning, picked so that the item's different
-best actions all appear: the same documents and query with different costs and different
-actions is exactly the contrast the policy has to learn.
+`examples_per_item` cost pairs per item go to fine-tuning. `balanced` picks them so that the
+item's different best actions all appear: the same documents and query with different costs
+and different actions is exactly the contrast the policy has to learn. That also makes a best
+action that holds for 3 of an item's 30 cost pairs as common in training as one that holds for
+27, which pushes the policy towards rare actions everywhere. `random` picks the pairs
+uniformly, so each action keeps its share of the data.
 """
 
 from __future__ import annotations
@@ -70,14 +73,19 @@ def improve(items: list[Item], episodes: list[Episode], grid: list[Costs],
     return choices
 
 
-def select_for_training(choices: list[Choice], per_item: int, seed: int) -> list[Choice]:
-    """Up to `per_item` choices per item, cycling over its distinct best actions."""
+def select_for_training(choices: list[Choice], per_item: int, seed: int,
+                        balanced: bool = True) -> list[Choice]:
+    """Up to `per_item` choices per item: cycling over its distinct best actions when
+    `balanced`, else drawn uniformly."""
     by_item: dict[str, list[Choice]] = defaultdict(list)
     for choice in choices:
         by_item[choice.item_id].append(choice)
     selected = []
     for item_id, item_choices in by_item.items():
         rng = item_rng(seed, "select", item_id)
+        if not balanced:
+            selected += rng.sample(item_choices, min(per_item, len(item_choices)))
+            continue
         by_action: dict[Action, list[Choice]] = defaultdict(list)
         for choice in item_choices:
             by_action[choice.action].append(choice)

@@ -125,7 +125,8 @@ def train(config: TrainConfig) -> Path:
         grow_s = time.monotonic() - started
         fresh = len(keys - played)
         choices = improve(items, episodes, grid, config.min_reward)
-        kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration)
+        kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration,
+                                   balanced=config.example_selection == "balanced")
         examples = training_examples(kept, by_id, config.max_questions)
         stats = finetune(examples, base, folder / "adapter", config, config.learning_rate,
                          init_adapter=adapter, desc=f"fine-tune {iteration}")

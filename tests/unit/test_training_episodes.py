@@ -6,6 +6,7 @@ through the real `Engine` interface; the model-backed path runs in tests/integra
 
 import asyncio
 import json
+from collections import Counter
 
 from askwise.policy import Action, Costs, Interpretation as Reading, parse_action
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
@@ -146,6 +147,20 @@ def test_training_examples_are_reprompted_with_the_costs_they_were_kept_for():
     clarify = [c for c in kept if c.action is Action.CLARIFY][0]
     pairs = assistant_examples(clarify.episode, clarify.costs, ITEM.documents, 1)
     assert [reply.split()[0] for _, reply in pairs] == ["#CLARIFY", "#ANSWER"]
+
+
+def test_random_selection_keeps_each_actions_share_of_the_cost_pairs():
+    episodes, _ = play([spec(a, sample=k) for k, a in enumerate(Action)])
+    grid = [Costs(alpha=a, beta=b) for a in (0.02, 0.05, 0.1, 0.3, 0.6) for b in (0.001, 0.05)]
+    choices = improve([ITEM], episodes, grid)
+    assert len(select_for_training(choices, per_item=len(grid), seed=0, balanced=False)) == len(grid)
+    shares = Counter()
+    for seed in range(200):
+        shares.update(c.action for c in select_for_training(choices, per_item=2, seed=seed, balanced=False))
+    expected = Counter(c.action for c in choices)
+    for action, count in expected.items():
+        # 400 draws; each action's share of them within 0.1 of its share of the grid
+        assert abs(shares[action] / 400 - count / len(grid)) < 0.1
 
 
 def test_reference_simulator_picks_the_closest_reading():
