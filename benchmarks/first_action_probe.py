@@ -1,6 +1,6 @@
 """How a policy's first action depends on the costs and on ambiguity: P(tag | prompt + "#").
 
-For the first N AmbigQA dev items (grounded) and every pair of `--alphas` x two betas, prints
+For the first N AmbigQA dev items (grounded) and every pair of `--alphas` x `--betas`, prints
 the mean probability of each action tag's first token after "#", split by ambiguous and
 unambiguous items, and how often each would win under greedy decoding. A steerable policy shows
 P(#CLARIFY) falling as alpha rises and P(#MULTI_ANS) falling as beta rises; one that ignores
@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the rows and summary here")
     parser.add_argument("--alphas", type=float, nargs="+", default=ALPHAS,
                         help="alphas to read, cheapest first (add an unseen one such as 0.05)")
+    parser.add_argument("--betas", type=float, nargs="+", default=BETAS,
+                        help="betas to read, cheapest first (add an unseen one such as 0.01)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     base = ensure_base_checkpoint()
@@ -47,7 +49,7 @@ def main() -> None:
     items = load_ambigqa("dev", limit=args.items)
     rows = []
     for alpha in args.alphas:
-        for beta in BETAS:
+        for beta in args.betas:
             probs = []
             for item in items:
                 messages = render_prompt([Turn("user", item.query)], Costs(alpha=alpha, beta=beta),
@@ -74,8 +76,9 @@ def main() -> None:
 
     summary = {"adapter": args.adapter, "items": len(items),
                "steer_clarify": picks("CLARIFY", alpha=args.alphas[0]) - picks("CLARIFY", alpha=args.alphas[-1]),
-               "steer_multi": picks("MULTI_ANS", beta=BETAS[0]) - picks("MULTI_ANS", beta=BETAS[-1]),
-               "clarify_by_alpha": {str(alpha): picks("CLARIFY", alpha=alpha) for alpha in args.alphas}}
+               "steer_multi": picks("MULTI_ANS", beta=args.betas[0]) - picks("MULTI_ANS", beta=args.betas[-1]),
+               "clarify_by_alpha": {str(alpha): picks("CLARIFY", alpha=alpha) for alpha in args.alphas},
+               "multi_by_beta": {str(beta): picks("MULTI_ANS", beta=beta) for beta in args.betas}}
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as f:
