@@ -73,8 +73,8 @@ class TrainConfig(BaseModel):
     train_betas: list[float] = Field(TRAIN_BETAS, description="Beta values every episode is "
                                      "relabelled for.")
     examples_per_item: int | None = Field(None, ge=1, description="Cost pairs per item kept for "
-                                          "fine-tuning, chosen so that different best actions "
-                                          "appear (default: every pair of the grid; with shared "
+                                          "fine-tuning, picked as example_selection says "
+                                          "(default: every pair of the grid; with shared "
                                           "prefixes each extra pair costs only its tail).")
     example_selection: Literal["balanced", "random"] = Field(
         "balanced", description="How examples_per_item picks an item's cost pairs: balanced "
