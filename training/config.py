@@ -45,6 +45,10 @@ class TrainConfig(BaseModel):
         None, ge=0, description="action_loss_weight of the bootstrap fine-tune (default: the same). "
         "0 leaves the action tags out of the loss: the demonstrations then teach how to write an "
         "action to a trained policy without teaching it when to take one.")
+    list_labels: Literal["question", "difference"] = Field(
+        "question", description="How the bootstrap's multi-answers name each reading: its whole "
+        "disambiguated question, or only the words that question adds to the query (a third "
+        "fewer words per list; items whose readings that would not tell apart keep questions).")
     init_adapter: Path | None = Field(None, description="Start from this LoRA adapter instead "
                                       "of a fresh one (with --bootstrap-items 0 ReST starts at "
                                       "once; otherwise the bootstrap continues from it).")

@@ -96,7 +96,8 @@ def train(config: TrainConfig) -> Path:
         # From an init adapter too: that carries a policy trained on an older prompt format
         # over to the current one (it knows the actions, but not where things now stand).
         examples = demonstrations(boot_items, grid, config.max_questions, config.seed,
-                                  tuple(Action(a) for a in config.bootstrap_actions))
+                                  tuple(Action(a) for a in config.bootstrap_actions),
+                                  config.list_labels)
         weight = config.bootstrap_action_loss_weight
         boot_config = config if weight is None else config.model_copy(update={"action_loss_weight": weight})
         stats = finetune(examples, base, out / "bootstrap", boot_config, config.bootstrap_learning_rate,

@@ -10,7 +10,7 @@ from collections import Counter
 
 from askwise.policy import Action, Costs, Interpretation as Reading, parse_action
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
-from askwise.training.bootstrap import demonstrations
+from askwise.training.bootstrap import demonstrations, reading_labels
 from askwise.training.data import Interpretation, Item
 from askwise.training.episodes import Episode, EpisodeSpec, assistant_examples, play_episodes
 from askwise.training.improve import best_choice, improve, select_for_training, training_examples
@@ -194,6 +194,35 @@ def test_bootstrap_limited_to_lists_demonstrates_every_reading_of_every_item():
         assert parsed.action is Action.MULTI_ANSWER
         assert [(r.interpretation, r.answer) for r in parsed.interpretations] == [
             (r.question, r.answers[0]) for r in ITEM.interpretations]
+
+
+DERBY = Item("derby", "Who won the home run derby?", tuple(
+    Interpretation(f"Who won the home run derby in {year}?", (name,), 1 / 3)
+    for year, name in (("2017", "Aaron Judge"), ("2016", "Giancarlo Stanton"), ("2015", "Todd Frazier"))))
+
+
+def test_difference_labels_name_only_what_each_reading_adds_to_the_query():
+    assert reading_labels(DERBY, "difference") == ["in 2017", "in 2016", "in 2015"]
+    assert reading_labels(ITEM, "difference") == ["as a short", "as a series"]
+    assert reading_labels(DERBY) == [r.question for r in DERBY.interpretations]
+    # Two readings that add the same words, or one that adds none, keep their whole questions.
+    same = Item("same", "Who won?", (Interpretation("Who won in 2017?", ("A",), 0.5),
+                                     Interpretation("Who won in 2017?", ("B",), 0.5)))
+    bare = Item("bare", "Who won the derby?", (Interpretation("Who won the derby?", ("A",), 0.5),
+                                               Interpretation("Who won the derby in 2016?", ("B",), 0.5)))
+    for item in (same, bare):
+        assert reading_labels(item, "difference") == [r.question for r in item.interpretations]
+
+
+def test_the_user_still_picks_its_own_reading_from_a_difference_labelled_list():
+    sim = ReferenceSimulator()
+    for item in (ITEM, DERBY):
+        (_, reply), = demonstrations([item], [Costs(alpha=0.1, beta=0.01)], 1, seed=0,
+                                     actions=(Action.MULTI_ANSWER,), list_labels="difference")
+        parsed = parse_action(reply)
+        assert parsed.well_formed
+        for intent, reading in enumerate(item.interpretations):
+            assert asyncio.run(sim.pick(item, intent, parsed.interpretations, "")) == reading.answers[0]
 
 
 def test_a_policy_beats_a_baseline_only_by_a_paired_margin_beyond_noise():
