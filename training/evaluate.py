@@ -221,8 +221,8 @@ def list_lines(episode: Episode) -> int:
 
 def f1_by_readings(forced: dict[str, list[Episode]], items: dict[str, Item]) -> dict:
     """Mean F1 of each forced action per readings class: why the rule picks what it picks.
-    With forced lists, also how many readings a list names: a list can only be as good as
-    its coverage of the query's readings."""
+    With forced lists, also how many readings a list names (a list can only be as good as
+    its coverage of the query's readings) and how many words it has (what beta prices)."""
     table: dict[str, dict[str, float]] = {}
     for name, episodes in forced.items():
         groups: dict[int, list[Episode]] = {}
@@ -233,6 +233,7 @@ def f1_by_readings(forced: dict[str, list[Episode]], items: dict[str, Item]) -> 
             row[name] = sum(e.outcome(items[e.item_id]).f1 for e in group) / len(group)
             if FIXED.get(name) is Action.MULTI_ANSWER:
                 row["list_lines"] = sum(map(list_lines, group)) / len(group)
+                row["list_words"] = sum(e.words for e in group) / len(group)
     return table
 
 

@@ -47,10 +47,13 @@ def write_markdown(summary: dict, path: Path) -> None:
                   f"| readings rule: Spearman(alpha, clarify rate) | {_num(rule['spearman_alpha_clarify'])} |",
                   f"| readings rule: Spearman(beta, multi-answer rate) | {_num(rule['spearman_beta_multi'])} |"]
         names = list(cells[0]["fixed"])
-        extra = ["list_lines"] if any("list_lines" in r for r in rule["f1_by_readings"].values()) else []
+        rows = rule["f1_by_readings"].values()
+        extra = [n for n in ("list_lines", "list_words") if any(n in r for r in rows)]
         lines += ["", "## Forced actions: mean F1 by number of readings (4 = 4 or more)", ""]
+        legend = {"list_lines": "`list_lines`: how many readings a forced multi-answer names, on average.",
+                  "list_words": "`list_words`: how many words it has, on average (what beta prices)."}
         if extra:
-            lines += ["`list_lines`: how many readings a forced multi-answer names, on average.", ""]
+            lines += [legend[n] for n in extra] + [""]
         lines += ["| readings | items | " + " | ".join(names + extra) + " |",
                   "| --- | --- |" + " --- |" * len(names + extra)]
         lines += [f"| {k} | {row['items']} | " + " | ".join(f"{row.get(n, float('nan')):.3f}" for n in names)

@@ -259,7 +259,7 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
 
     assert f1_by_readings(forced, items)["2"] == {"items": 4, "always-answer": 0.5,
                                                    "always-clarify": 1.0, "always-multi": 0.9,
-                                                   "list_lines": 2.0}
+                                                   "list_lines": 2.0, "list_words": 12.0}
     cheap = rule(Costs(alpha=0.1, beta=0.001))
     assert cheap["clarify_rate"] == 0.5 and cheap["multi_rate"] == 0.0
     assert cheap["item_rewards"]["p0"] == 1.0 - 0.002 and cheap["item_rewards"]["a0"] == 1.0 - 0.1 - 0.002
