@@ -1,0 +1,68 @@
+"""Two adapters' forced multi-answers side by side: F1 of the reading the user picks, readings
+named and words, per number of readings; what decides whether listing can pay.
+
+    python benchmarks/forced_lists.py <adapter A> <adapter B> --items 200
+
+The episodes are `askwise eval`'s always-multi baseline (the same dev items, intents, prompt
+costs and reference user; `eval_specs`, `f1_by_readings`) played greedily in-process for each
+adapter in turn, without the rest of the evaluation's 5,000+ episodes. Prints B's words and
+F1 on ambiguous items as ratios to A's.
+"""
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from askwise.policy import Action
+from askwise.policy.checkpoints import ensure_base_checkpoint
+from askwise.policy.engines.base import SamplingParams
+from askwise.training.data import load_ambigqa
+from askwise.training.episodes import play_episodes
+from askwise.training.evaluate import EVAL_ALPHAS, EVAL_BETAS, EvalConfig, eval_specs, f1_by_readings
+from askwise.training.rollout import rollout_engine
+from askwise.training.simulator import ReferenceSimulator
+
+
+async def forced_lists(adapter: Path, specs, threads: int):
+    params = SamplingParams(max_tokens=EvalConfig().max_tokens, temperature=0.0)
+    async with rollout_engine("transformers", ensure_base_checkpoint(), adapter, threads=threads) as engine:
+        return await play_episodes(engine, ReferenceSimulator(), specs, params, 1, desc=adapter.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write both tables here")
+    args = parser.parse_args()
+    items = load_ambigqa("dev", limit=args.items)
+    by_id = {item.id: item for item in items}
+    grid = EvalConfig(alphas=EVAL_ALPHAS, betas=EVAL_BETAS).grid()
+    specs = eval_specs(items, [grid[len(grid) // 2]], seed=0, forced=Action.MULTI_ANSWER)
+    tables = {}
+    for adapter in (args.first, args.second):
+        episodes = asyncio.run(forced_lists(adapter, specs, args.threads))
+        tables[str(adapter)] = f1_by_readings({"always-multi": episodes}, by_id)
+    print("| adapter | readings | items | F1 | list_lines | list_words |\n| --- | --- | --- | --- | --- | --- |")
+    for name, table in tables.items():
+        for k, row in table.items():
+            print(f"| `{name}` | {k} | {row['items']} | {row['always-multi']:.3f} | "
+                  f"{row['list_lines']:.2f} | {row['list_words']:.1f} |")
+
+    def ambiguous_mean(table, key):
+        rows = [row for k, row in table.items() if k != "1"]
+        return sum(row[key] * row["items"] for row in rows) / sum(row["items"] for row in rows)
+
+    first, second = tables[str(args.first)], tables[str(args.second)]
+    for key, label in (("list_words", "words"), ("always-multi", "F1")):
+        a, b = ambiguous_mean(first, key), ambiguous_mean(second, key)
+        print(f"ambiguous items, {label}: {a:.3f} -> {b:.3f}, ratio {b / a:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(tables, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
