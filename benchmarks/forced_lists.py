@@ -19,7 +19,7 @@ from askwise.policy.checkpoints import ensure_base_checkpoint
 from askwise.policy.engines.base import SamplingParams
 from askwise.training.data import load_ambigqa
 from askwise.training.episodes import play_episodes
-from askwise.training.evaluate import EVAL_ALPHAS, EVAL_BETAS, EvalConfig, eval_specs, f1_by_readings
+from askwise.training.evaluate import EvalConfig, eval_specs, f1_by_readings
 from askwise.training.rollout import rollout_engine
 from askwise.training.simulator import ReferenceSimulator
 
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     items = load_ambigqa("dev", limit=args.items)
     by_id = {item.id: item for item in items}
-    grid = EvalConfig(alphas=EVAL_ALPHAS, betas=EVAL_BETAS).grid()
+    grid = EvalConfig().grid()
     specs = eval_specs(items, [grid[len(grid) // 2]], seed=0, forced=Action.MULTI_ANSWER)
     tables = {}
     for adapter in (args.first, args.second):

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from askwise.policy import Costs
 
+from .bootstrap import ListLabels
+
 # The cost grid. Training sees the outer and middle values; evaluation adds the values in
 # between, which the policy never saw (DEFAULT_EVAL_* in evaluate.py).
 TRAIN_ALPHAS = [0.02, 0.1, 0.3, 0.5]
@@ -45,7 +47,7 @@ class TrainConfig(BaseModel):
         None, ge=0, description="action_loss_weight of the bootstrap fine-tune (default: the same). "
         "0 leaves the action tags out of the loss: the demonstrations then teach how to write an "
         "action to a trained policy without teaching it when to take one.")
-    list_labels: Literal["question", "difference"] = Field(
+    list_labels: ListLabels = Field(
         "question", description="How the bootstrap's multi-answers name each reading: its whole "
         "disambiguated question, or only the words that question adds to the query (a third "
         "fewer words per list; items whose readings that would not tell apart keep questions).")
