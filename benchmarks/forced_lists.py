@@ -4,7 +4,7 @@ named and words, per number of readings; what decides whether listing can pay.
     python benchmarks/forced_lists.py <adapter A> <adapter B> --items 200
 
 The episodes are `askwise eval`'s always-multi baseline (the same dev items, intents, prompt
-costs and reference user; `eval_specs`, `f1_by_readings`) played greedily in-process for each
+costs and reference user; `load_items`, `fixed_specs`, `f1_by_readings`) played greedily in-process for each
 adapter in turn, without the rest of the evaluation's 5,000+ episodes. Prints B's words and
 F1 on ambiguous items as ratios to A's.
 """
@@ -17,15 +17,14 @@ from pathlib import Path
 from askwise.policy import Action
 from askwise.policy.checkpoints import ensure_base_checkpoint
 from askwise.policy.engines.base import SamplingParams
-from askwise.training.data import load_ambigqa
 from askwise.training.episodes import play_episodes
-from askwise.training.evaluate import EvalConfig, eval_specs, f1_by_readings
+from askwise.training.evaluate import EvalConfig, f1_by_readings, fixed_specs, load_items
 from askwise.training.rollout import rollout_engine
 from askwise.training.simulator import ReferenceSimulator
 
 
-async def forced_lists(adapter: Path, specs, threads: int):
-    params = SamplingParams(max_tokens=EvalConfig().max_tokens, temperature=0.0)
+async def forced_lists(adapter: Path, specs, max_tokens: int, threads: int):
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     async with rollout_engine("transformers", ensure_base_checkpoint(), adapter, threads=threads) as engine:
         return await play_episodes(engine, ReferenceSimulator(), specs, params, 1, desc=adapter.name)
 
@@ -38,13 +37,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write both tables here")
     args = parser.parse_args()
-    items = load_ambigqa("dev", limit=args.items)
+    config = EvalConfig(items=args.items)
+    items = load_items(config)
     by_id = {item.id: item for item in items}
-    grid = EvalConfig().grid()
-    specs = eval_specs(items, [grid[len(grid) // 2]], seed=0, forced=Action.MULTI_ANSWER)
+    specs = fixed_specs(items, config, Action.MULTI_ANSWER)
     tables = {}
     for adapter in (args.first, args.second):
-        episodes = asyncio.run(forced_lists(adapter, specs, args.threads))
+        episodes = asyncio.run(forced_lists(adapter, specs, config.max_tokens, args.threads))
         tables[str(adapter)] = f1_by_readings({"always-multi": episodes}, by_id)
     print("| adapter | readings | items | F1 | list_lines | list_words |\n| --- | --- | --- | --- | --- | --- |")
     for name, table in tables.items():

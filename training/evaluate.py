@@ -110,6 +110,13 @@ def eval_specs(items: list[Item], grid: list[Costs], seed: int, forced: Action |
     return specs
 
 
+def fixed_specs(items: list[Item], config: EvalConfig, action: Action) -> list[EpisodeSpec]:
+    """A fixed strategy's episodes: it does not read the costs, so it is played once, prompted
+    with the grid's middle cell, and scored for every cell."""
+    grid = config.grid()
+    return eval_specs(items, [grid[len(grid) // 2]], config.seed, forced=action)
+
+
 def saved_episodes(out: Path, runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]] | None:
     """Every run's episodes from `out` when all of them are saved there, else None. Rebuilding
     the tables of a finished evaluation (a new criterion, a new plot) then starts no engine."""
@@ -335,12 +342,10 @@ def evaluate(config: EvalConfig) -> dict:
         if meta.get("setting") and meta["setting"] != config.setting:
             print(f"note: {adapter} was trained in the {meta['setting']} setting")
     items = load_items(config)
-    grid = config.grid()
-    middle = grid[len(grid) // 2]
-    runs = {"policy": eval_specs(items, grid, config.seed)}
+    runs = {"policy": eval_specs(items, config.grid(), config.seed)}
     if config.baselines:
         for name, action in FIXED.items():
-            runs[name] = eval_specs(items, [middle], config.seed, forced=action)
+            runs[name] = fixed_specs(items, config, action)
     results = asyncio.run(_play_system(config, base, adapter, runs))
     prompted = None
     if config.prompted and adapter is not None:
