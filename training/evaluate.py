@@ -10,7 +10,9 @@ Baselines on the same items:
   action forced. A fixed strategy does not read the costs, so each is played once (prompted
   with the grid's middle cell) and scored for every cell;
 - oracle: per item, the best of the three forced episodes for that cell. It knows which
-  action pays off before acting: an upper bound for choosing among these three replies.
+  action pays off before acting: an upper bound for choosing among these three replies. Its
+  clarify and multi-answer rates, and their Spearman correlations with the costs, are what
+  reward maximisation with these replies would show.
 - readings rule: per cell, the forced action that is best on average over the items with the
   same number of readings (1, 2, 3, 4 or more), taken for each of them. What a policy could
   reach whose only knowledge of an item is how ambiguous it is, with this checkpoint's replies.
@@ -190,13 +192,18 @@ def paired_difference(mine: dict[str, float], theirs: dict[str, float]) -> tuple
     return mean, (var / len(diffs)) ** 0.5
 
 
-def oracle_reward(fixed: dict[str, dict[str, float]]) -> float:
-    """Mean over items of the best forced action's reward (`fixed`: per strategy, per item)."""
-    by_item: dict[str, float] = {}
-    for rewards in fixed.values():
-        for item_id, r in rewards.items():
-            by_item[item_id] = max(by_item.get(item_id, float("-inf")), r)
-    return sum(by_item.values()) / max(1, len(by_item))
+def oracle(fixed: dict[str, dict[str, float]]) -> dict:
+    """Per item, the forced action with the best reward (`fixed`: per strategy, per item; a
+    tie goes to the strategy listed first): its mean reward and how often it clarifies and
+    lists. Its rates are what maximising reward with these replies asks of a policy, so its
+    Spearman correlations bound what a reward-maximising policy can show."""
+    names = list(fixed)
+    chosen = {item_id: max(names, key=lambda n: fixed[n].get(item_id, float("-inf")))
+              for item_id in fixed[names[0]]}
+    n = max(1, len(chosen))
+    return {"reward": sum(fixed[name][i] for i, name in chosen.items()) / n,
+            "clarify_rate": sum(FIXED[c] is Action.CLARIFY for c in chosen.values()) / n,
+            "multi_rate": sum(FIXED[c] is Action.MULTI_ANSWER for c in chosen.values()) / n}
 
 
 def readings(item: Item) -> int:
@@ -281,9 +288,11 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
         if forced:
             fixed = {name: item_rewards(eps, by_id, costs) for name, eps in forced.items()}
             cell["fixed"] = {name: mean_reward(r) for name, r in fixed.items()}
-            cell["oracle"] = oracle_reward(fixed)
-            oracle = cell["oracle"]
-            cell["oracle_fraction"] = cell["policy"]["reward"] / oracle if oracle > 0 else None
+            best = oracle(fixed)
+            cell["oracle"] = best.pop("reward")
+            cell["oracle_actions"] = best
+            cell["oracle_fraction"] = (cell["policy"]["reward"] / cell["oracle"]
+                                       if cell["oracle"] > 0 else None)
             rule = readings_rule(fixed, by_id)
             rule_rewards = rule.pop("item_rewards")
             cell["readings_rule"] = {
@@ -320,6 +329,10 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
             "cells_beating_fixed": sum(r["beats_fixed"] for r in rules),
             "spearman_alpha_clarify": spearman(alphas, [r["clarify_rate"] for r in rules]),
             "spearman_beta_multi": spearman(betas, [r["multi_rate"] for r in rules])}
+        best = [c["oracle_actions"] for c in cells]
+        summary["oracle"] = {
+            "spearman_alpha_clarify": spearman(alphas, [b["clarify_rate"] for b in best]),
+            "spearman_beta_multi": spearman(betas, [b["multi_rate"] for b in best])}
     if prompted is not None:
         summary["prompted_spearman_alpha_clarify"] = spearman(
             alphas, [c["prompted"]["clarify_rate"] for c in cells])

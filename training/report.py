@@ -41,6 +41,10 @@ def write_markdown(summary: dict, path: Path) -> None:
     if "prompted_spearman_alpha_clarify" in summary:
         lines += [f"| prompted base: Spearman(alpha, clarify rate) | {_num(summary['prompted_spearman_alpha_clarify'])} |",
                   f"| prompted base: Spearman(beta, multi-answer rate) | {_num(summary['prompted_spearman_beta_multi'])} |"]
+    if "oracle" in summary:
+        best = summary["oracle"]
+        lines += [f"| oracle (reward-maximising with these replies): Spearman(alpha, clarify rate) | {_num(best['spearman_alpha_clarify'])} |",
+                  f"| oracle: Spearman(beta, multi-answer rate) | {_num(best['spearman_beta_multi'])} |"]
     if "readings_rule" in summary:
         rule = summary["readings_rule"]
         lines += [f"| readings rule (bound, see below): cells beating every fixed strategy | {rule['cells_beating_fixed']} / {len(cells)} |",
@@ -65,6 +69,8 @@ def write_markdown(summary: dict, path: Path) -> None:
             ("Best fixed strategy: mean reward", lambda c: max(c["fixed"].values()), "{:.3f}"),
             ("Oracle (best forced action per item): mean reward", lambda c: c["oracle"], "{:.3f}"),
             ("Policy reward as a fraction of the oracle's", lambda c: c["oracle_fraction"], "{:.2f}"),
+            ("Oracle: clarify rate", lambda c: c["oracle_actions"]["clarify_rate"], "{:.2f}"),
+            ("Oracle: multi-answer rate", lambda c: c["oracle_actions"]["multi_rate"], "{:.2f}"),
             ("Readings rule (the best forced action for each number of readings, chosen on "
              "these episodes: what knowing how ambiguous each query is could reach with these "
              "replies): mean reward", lambda c: c["readings_rule"]["reward"], "{:.3f}"),

@@ -236,23 +236,29 @@ def test_a_policy_beats_a_baseline_only_by_a_paired_margin_beyond_noise():
     assert beats(better, baseline) and not beats(baseline, better)
 
 
+def forced_episode(item_id, action, f1, questions=0, words=2):
+    """A forced-action episode with its outcome already known, as the evaluation stores it."""
+    content = "If you mean a: 1\nIf you mean b: 2" if action is Action.MULTI_ANSWER else "x"
+    turns = [{"role": "user", "content": "q", "action": None},
+             {"role": "assistant", "content": content, "action": action.value}]
+    return Episode(item_id, 0, 0, 0.1, 0.01, action.value, turns, "x", f1, questions, words, True)
+
+
+def four_ambiguous_four_plain():
+    items = {f"a{k}": Item(f"a{k}", ITEM.query, ITEM.interpretations) for k in range(4)}
+    return items | {f"p{k}": Item(f"p{k}", PLAIN.query, PLAIN.interpretations) for k in range(4)}
+
+
 def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings():
     from askwise.training.evaluate import f1_by_readings, item_rewards, readings_rule
 
-    items = {f"a{k}": Item(f"a{k}", ITEM.query, ITEM.interpretations) for k in range(4)}
-    items |= {f"p{k}": Item(f"p{k}", PLAIN.query, PLAIN.interpretations) for k in range(4)}
-
-    def episode(item_id, action, f1, questions=0, words=2):
-        content = "If you mean a: 1\nIf you mean b: 2" if action is Action.MULTI_ANSWER else "x"
-        turns = [{"role": "user", "content": "q", "action": None},
-                 {"role": "assistant", "content": content, "action": action.value}]
-        return Episode(item_id, 0, 0, 0.1, 0.01, action.value, turns, "x", f1, questions, words, True)
+    items = four_ambiguous_four_plain()
 
     # Plain queries: a guess is right. Ambiguous ones: only a question finds the answer.
     forced = {
-        "always-answer": [episode(i, Action.ANSWER, 1.0 if i[0] == "p" else 0.5) for i in items],
-        "always-clarify": [episode(i, Action.CLARIFY, 1.0, questions=1) for i in items],
-        "always-multi": [episode(i, Action.MULTI_ANSWER, 0.9, words=12) for i in items],
+        "always-answer": [forced_episode(i, Action.ANSWER, 1.0 if i[0] == "p" else 0.5) for i in items],
+        "always-clarify": [forced_episode(i, Action.CLARIFY, 1.0, questions=1) for i in items],
+        "always-multi": [forced_episode(i, Action.MULTI_ANSWER, 0.9, words=12) for i in items],
     }
     def rule(costs):
         return readings_rule({n: item_rewards(eps, items, costs) for n, eps in forced.items()}, items)
@@ -266,3 +272,26 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
     # Questions dearer than twelve words: the ambiguous items get the list instead.
     dear = rule(Costs(alpha=0.5, beta=0.001))
     assert dear["clarify_rate"] == 0.0 and dear["multi_rate"] == 0.5
+
+
+def test_the_oracle_takes_the_best_forced_action_per_item_and_counts_its_actions():
+    from askwise.training.evaluate import item_rewards, oracle
+
+    items = four_ambiguous_four_plain()
+    # The list happens to be right on a0 and a1 only; a question always finds the answer.
+    forced = {
+        "always-answer": [forced_episode(i, Action.ANSWER, 1.0 if i[0] == "p" else 0.4) for i in items],
+        "always-multi": [forced_episode(i, Action.MULTI_ANSWER, 1.0 if i in ("a0", "a1") else 0.0,
+                                        words=12) for i in items],
+        "always-clarify": [forced_episode(i, Action.CLARIFY, 1.0, questions=1) for i in items],
+    }
+    def best(costs):
+        return oracle({n: item_rewards(eps, items, costs) for n, eps in forced.items()})
+
+    dear = best(Costs(alpha=0.5, beta=0.001))
+    assert dear["multi_rate"] == 0.25 and dear["clarify_rate"] == 0.25
+    expected = (4 * 0.998 + 2 * (1.0 - 0.012) + 2 * (1.0 - 0.5 - 0.002)) / 8
+    assert abs(dear["reward"] - expected) < 1e-12
+    # A cheap question beats even a right list of twelve words.
+    cheap = best(Costs(alpha=0.005, beta=0.001))
+    assert cheap["multi_rate"] == 0.0 and cheap["clarify_rate"] == 0.5
