@@ -200,9 +200,14 @@ def oracle(fixed: dict[str, dict[str, float]]) -> dict:
     names = list(fixed)
     chosen = {item_id: max(names, key=lambda n: fixed[n].get(item_id, float("-inf")))
               for item_id in fixed[names[0]]}
+    return {"reward": mean_reward({i: fixed[name][i] for i, name in chosen.items()}),
+            **action_rates(chosen)}
+
+
+def action_rates(chosen: dict[str, str]) -> dict[str, float]:
+    """How often a per-item choice of fixed strategy (item id -> strategy) asks, and lists."""
     n = max(1, len(chosen))
-    return {"reward": sum(fixed[name][i] for i, name in chosen.items()) / n,
-            "clarify_rate": sum(FIXED[c] is Action.CLARIFY for c in chosen.values()) / n,
+    return {"clarify_rate": sum(FIXED[c] is Action.CLARIFY for c in chosen.values()) / n,
             "multi_rate": sum(FIXED[c] is Action.MULTI_ANSWER for c in chosen.values()) / n}
 
 
@@ -221,10 +226,7 @@ def readings_rule(fixed: dict[str, dict[str, float]], items: dict[str, Item]) ->
             totals[key] = totals.get(key, 0.0) + r
     best = {k: max(fixed, key=lambda n: totals.get((k, n), float("-inf"))) for k in {k for k, _ in totals}}
     chosen = {item_id: best[readings(items[item_id])] for item_id in fixed["always-answer"]}
-    n = max(1, len(chosen))
-    return {"item_rewards": {i: fixed[name][i] for i, name in chosen.items()},
-            "clarify_rate": sum(FIXED[c] is Action.CLARIFY for c in chosen.values()) / n,
-            "multi_rate": sum(FIXED[c] is Action.MULTI_ANSWER for c in chosen.values()) / n}
+    return {"item_rewards": {i: fixed[name][i] for i, name in chosen.items()}, **action_rates(chosen)}
 
 
 def list_lines(episode: Episode) -> int:
