@@ -195,8 +195,8 @@ def paired_difference(mine: dict[str, float], theirs: dict[str, float]) -> tuple
 def oracle(fixed: dict[str, dict[str, float]]) -> dict:
     """Per item, the forced action with the best reward (`fixed`: per strategy, per item; a
     tie goes to the strategy listed first): its mean reward and how often it clarifies and
-    lists. Its rates are what maximising reward with these replies asks of a policy, so its
-    Spearman correlations bound what a reward-maximising policy can show."""
+    lists. Its rates are what maximising reward item by item with these replies would do, so
+    its Spearman correlations say whether the steerability targets and the reward agree."""
     names = list(fixed)
     chosen = {item_id: max(names, key=lambda n: fixed[n].get(item_id, float("-inf")))
               for item_id in fixed[names[0]]}
