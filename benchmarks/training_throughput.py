@@ -29,7 +29,7 @@ from askwise.policy.engines.base import SamplingParams
 from askwise.training.bootstrap import demonstrations
 from askwise.training.config import TrainConfig
 from askwise.training.data import load_ambigqa
-from askwise.training.finetune import finetune
+from askwise.training.finetune import finetune, machine
 from askwise.training.improve import improve
 from askwise.training.rest import grow_specs, play
 
@@ -98,6 +98,7 @@ def main() -> None:
                         help="items to fine-tune on (x every training cost pair)")
     parser.add_argument("--only", choices=["grow", "finetune"])
     args = parser.parse_args()
+    print(f"machine: {machine()}")  # ratios carry over between machines; rates do not
     base = ensure_base_checkpoint()
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "grow"):

@@ -250,6 +250,27 @@ def _mixed_precision() -> str:
     return "bf16" if _cpu_has_native_bf16() else "no"
 
 
+def machine() -> dict:
+    """What a run's tokens/s depend on, for its report: the same recipe ran 3.6x slower on an
+    AVX2-only CPU, where the fine-tune cannot autocast to bf16, than on the machine before
+    (benchmarks/results/bootstrap-speed-avx2-cpu.json), and that machine's flags were lost."""
+    import os
+    import platform
+
+    import torch
+
+    from askwise.policy.engines.transformers_engine import cpu_info
+
+    fields = cpu_info()
+    info = {"cpu": fields.get("model name", platform.machine()), "cpus": os.cpu_count(),
+            "mixed_precision": _mixed_precision(), "torch": torch.__version__}
+    if "flags" in fields:
+        info["cpu_simd"] = sorted({f for f in fields["flags"].split() if f.startswith(("avx", "amx"))})
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
 def _return_freed_memory() -> None:
     """Make glibc hand large freed blocks back to the OS at once.
 

@@ -33,7 +33,7 @@ from .bootstrap import demonstrations
 from .config import TrainConfig
 from .data import Item, item_rng, load_ambigqa
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes, spec_seed
-from .finetune import DONE_MARKER, finetune
+from .finetune import DONE_MARKER, finetune, machine
 from .improve import best_action_table, improve, select_for_training, training_examples
 from .rollout import rollout_engine
 from .simulator import LLMSimulator, ReferenceSimulator
@@ -88,7 +88,8 @@ def train(config: TrainConfig) -> Path:
     items, boot_items = pool[:config.train_items], pool[config.train_items:]
     by_id = {item.id: item for item in items}
     grid = config.train_grid()
-    report: dict = {"config": json.loads(config.model_dump_json()), "iterations": []}
+    report: dict = {"config": json.loads(config.model_dump_json()), "machine": machine(),
+                    "iterations": []}
 
     # `current` is what the next grow plays: an adapter on `base`, or a full checkpoint.
     adapter = config.init_adapter

@@ -52,14 +52,21 @@ class _Request:
             self.cancelled = True
 
 
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo ("model name", "flags", ...); empty off Linux."""
+    try:
+        with open(path) as handle:
+            first_cpu = handle.read().split("\n\n")[0].splitlines()
+    except OSError:
+        return {}
+    return {key.strip(): value.strip() for key, value in
+            (line.split(":", 1) for line in first_cpu if ":" in line)}
+
+
 def _cpu_has_native_bf16() -> bool:
     """With AVX512-BF16 or AMX, batched bf16 ran at 1.96x fp32 (benchmarks/engine_batching.py,
     README); where bf16 is emulated it is slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
+    flags = cpu_info().get("flags", "").split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

@@ -40,6 +40,7 @@ def test_train_writes_a_resumable_run_and_a_servable_adapter(trained):
     assert read_meta(adapter)["train_alphas"] == [0.02, 0.1, 0.3, 0.5]  # what eval calls seen
     report = json.loads((trained / "train_report.json").read_text())
     [iteration] = report["iterations"]
+    assert report["machine"]["mixed_precision"] in {"no", "bf16", "fp16"}
     assert iteration["episodes"] == 3 * 4  # 3 items x (3 forced first actions + 1 free)
     assert iteration["cost_pairs_per_episode"] == 12
     assert iteration["finetune"]["target_tokens"] > 0

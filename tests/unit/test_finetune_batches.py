@@ -80,3 +80,15 @@ def test_cost_contrast_loss_ignores_what_a_prompts_examples_share():
     # separating the two examples by their targets lowers it
     apart = logits + torch.tensor([[2.0, -2.0, 0.0], [-2.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
     assert cost_contrast_loss(apart, targets, owners) < loss
+
+
+def test_cpu_info_reads_the_first_cpu_and_strips_the_padding_around_its_keys(tmp_path):
+    from askwise.policy.engines.transformers_engine import cpu_info
+
+    listing = tmp_path / "cpuinfo"
+    listing.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+                       "processor\t: 1\nmodel name\t: Other\nflags\t\t: fpu\n")
+    info = cpu_info(str(listing))
+    assert info["model name"] == "AMD EPYC"
+    assert info["flags"].split() == ["fpu", "avx2", "avx512_bf16"]
+    assert cpu_info(str(tmp_path / "missing")) == {}
