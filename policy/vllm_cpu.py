@@ -74,7 +74,7 @@ def ensure_venv(venv: Path | None = None, python: str | None = None, quiet: bool
 
 def cpu_dtype() -> str:
     """bf16 where the CPU has it (AVX512-BF16, AMX); elsewhere vLLM's AVX2 kernels emulate it,
-    and a grow on a 2-core AVX2 EPYC generated about 6 tokens/s for 53 running requests."""
+    and a grow ran 12.8x slower than in fp32 (benchmarks/results/vllm-cpu-dtype-avx2-grow.json)."""
     from .engines.transformers_engine import _cpu_has_native_bf16
 
     return "bfloat16" if _cpu_has_native_bf16() else "float32"
