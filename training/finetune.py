@@ -57,8 +57,9 @@ class FinetuneStats:
     steps: int
     train_tokens: int  # every token in every sequence: what the forward and backward passes cost
     target_tokens: int  # tokens that carried loss
-    seconds: float
+    seconds: float  # this process's steps only: a resumed run does not time the steps before
     final_loss: float
+    resumed_from_step: int = 0  # steps done before this process started; 0 for a fresh run
 
     @property
     def tokens_per_s(self) -> float:
@@ -344,6 +345,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tag_ids = action_tag_ids(tokenizer) if config.cost_contrast_weight else []
     model.train()
+    resumed_from_step = step
     started, train_tokens, target_tokens, loss_value = time.monotonic(), 0, 0, float("nan")
     with tqdm(total=total_steps, initial=step, desc=desc, unit="step",
               disable=not accelerator.is_local_main_process) as bar:
@@ -386,7 +388,8 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
 
     stats = FinetuneStats(examples=sum(len(g.suffixes) for g in encoded), dropped=dropped, steps=total_steps,
                           train_tokens=train_tokens, target_tokens=target_tokens,
-                          seconds=time.monotonic() - started, final_loss=loss_value)
+                          seconds=time.monotonic() - started, final_loss=loss_value,
+                          resumed_from_step=resumed_from_step)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)

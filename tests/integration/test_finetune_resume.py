@@ -1,0 +1,48 @@
+"""A fine-tune stopped after a checkpoint picks up where it stopped: it trains only the steps
+left, says so in its stats, and ends with the adapter an uninterrupted run makes."""
+
+import pytest
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from askwise.policy import Costs, Turn, render_prompt
+from askwise.training.config import TrainConfig
+from askwise.training.data import load_ambigqa
+from askwise.training.finetune import finetune
+
+
+class Stopped(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def examples():
+    items = load_ambigqa("dev", limit=3)
+    return [(render_prompt([Turn("user", item.query)], Costs(alpha=0.1, beta=0.001), item.documents),
+             f"#ANSWER {item.interpretations[0].answers[0]}") for item in items]
+
+
+def test_a_stopped_finetune_resumes_from_its_checkpoint(examples, base_checkpoint, tmp_path, monkeypatch):
+    # No dropout: the two runs then differ only if resuming loses or repeats a step.
+    config = TrainConfig(output_dir=tmp_path, batch_size=1, save_every=1, lora_dropout=0.0,
+                         torch_threads=1)
+    whole = finetune(examples, base_checkpoint, tmp_path / "whole", config, learning_rate=1e-3)
+    assert (whole.steps, whole.resumed_from_step) == (3, 0)
+
+    # The first barrier a run reaches is the one after its first checkpoint and step.json.
+    def stop(self):
+        raise Stopped
+
+    monkeypatch.setattr(Accelerator, "wait_for_everyone", stop)
+    with pytest.raises(Stopped):
+        finetune(examples, base_checkpoint, tmp_path / "resumed", config, learning_rate=1e-3)
+    monkeypatch.undo()
+    resumed = finetune(examples, base_checkpoint, tmp_path / "resumed", config, learning_rate=1e-3)
+
+    assert (resumed.steps, resumed.resumed_from_step) == (3, 1)
+    assert 0 < resumed.train_tokens < whole.train_tokens  # only the steps this process ran
+    a = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] - b[name]).abs().max() <= 1e-5 + 1e-4 * a[name].abs().max(), name
