@@ -5,12 +5,15 @@
 2. Improve: relabelling those episodes for every cost pair of the training grid, against the
    time it took to play them: how many cost pairs each episode is worth, and what that costs.
 3. Fine-tune: examples/s on what the improve step produces (each item's reply kept for
-   every cost pair of the grid), three ways over the same examples: one sequence per example
+   every cost pair of the grid), five ways over the same examples: one sequence per example
    with logits at every position (the usual causal-LM loss); one sequence per example with
-   logits only where replies are; and the default, the examples of an item packed behind
-   their shared prefix (finetune.py), also with selective logits.
+   logits only where replies are; the examples of an item packed behind their shared prefix
+   (finetune.py), also with selective logits, with SDPA over the packed rows' whole 4D mask;
+   the same with the rows' attention run as prefix and tails (packed_attention.py, the
+   default); and that with LoRA dropout 0 instead of the default 0.05.
 
     python benchmarks/training_throughput.py [--items 16] [--ft-items 4] [--only grow|finetune]
+        [--ft-variants "shared prefix" prefix/tails "no dropout"]
 
 Machines are noisy: read the ratios, not the absolute numbers.
 """
@@ -72,11 +75,16 @@ def bench_finetune(args, base: Path, work: Path) -> None:
     grid = base_config.train_grid()
     # The improve step's output: one reply per item, re-prompted with every cost pair.
     examples = [ex for costs in grid for ex in demonstrations(items, [costs], 1, seed=0)]
-    variants = {"usual": dict(share_prefixes=False, selective_logits=False),
-                "selective": dict(share_prefixes=False, selective_logits=True),
-                "shared prefix": dict(share_prefixes=True, selective_logits=True)}
+    plain = dict(packed_attention=False)
+    variants = {"usual": dict(share_prefixes=False, selective_logits=False, **plain),
+                "selective": dict(share_prefixes=False, selective_logits=True, **plain),
+                "shared prefix": dict(share_prefixes=True, selective_logits=True, **plain),
+                "prefix/tails": dict(share_prefixes=True, selective_logits=True),
+                "no dropout": dict(share_prefixes=True, selective_logits=True, lora_dropout=0.0)}
     rates = {}
     for name, update in variants.items():
+        if args.ft_variants and name not in args.ft_variants:
+            continue
         out = work / f"ft-{name.replace(' ', '-')}"
         stats = finetune(examples, base, out, base_config.model_copy(update=update),
                          learning_rate=1e-4, desc=name)
@@ -85,9 +93,14 @@ def bench_finetune(args, base: Path, work: Path) -> None:
               f"tokens in {stats.seconds:.1f} s = {rates[name]:.2f} examples/s, "
               f"{stats.tokens_per_s:.0f} tok/s")
         shutil.rmtree(out)
-    print(f"\nfine-tune examples/s against the usual loss ({len(grid)} cost pairs per reply): "
-          f"selective logits {rates['selective'] / rates['usual']:.2f}x, "
-          f"shared prefix + selective {rates['shared prefix'] / rates['usual']:.2f}x")
+    if {"usual", "selective", "shared prefix"} <= rates.keys():
+        print(f"\nfine-tune examples/s against the usual loss ({len(grid)} cost pairs per reply): "
+              f"selective logits {rates['selective'] / rates['usual']:.2f}x, "
+              f"shared prefix + selective {rates['shared prefix'] / rates['usual']:.2f}x")
+    if {"shared prefix", "prefix/tails", "no dropout"} <= rates.keys():
+        print(f"\nagainst shared prefix + selective with SDPA over the whole 4D mask: prefix/tails "
+              f"attention {rates['prefix/tails'] / rates['shared prefix']:.2f}x, and with LoRA "
+              f"dropout 0 {rates['no dropout'] / rates['shared prefix']:.2f}x")
 
 
 def main() -> None:
@@ -97,6 +110,10 @@ def main() -> None:
     parser.add_argument("--ft-items", type=int, default=4,
                         help="items to fine-tune on (x every training cost pair)")
     parser.add_argument("--only", choices=["grow", "finetune"])
+    parser.add_argument("--ft-variants", nargs="+", metavar="NAME",
+                        choices=["usual", "selective", "shared prefix", "prefix/tails", "no dropout"],
+                        help="fine-tune only these variants (default: all; the one-sequence ones "
+                        "take longest)")
     args = parser.parse_args()
     print(f"machine: {machine()}")  # ratios carry over between machines; rates do not
     base = ensure_base_checkpoint()

@@ -115,6 +115,12 @@ class TrainConfig(BaseModel):
                                  "in the costs into one sequence, so their shared prefix is run "
                                  "once (--no-share-prefixes: one sequence per example; same loss, "
                                  "slower: benchmarks/training_throughput.py).")
+    packed_attention: bool | None = Field(
+        None, description="Run a packed row's attention as its prefix (causal) and its tails, "
+        "skipping the scores its 4D mask discards (training/packed_attention.py); same result "
+        "as SDPA over the whole mask (--no-packed-attention). Unset: on CPU only, where it is "
+        "measured faster (benchmarks/training_throughput.py); on a GPU one masked SDPA call "
+        "over the batch is cheap and the per-row calls are not measured.")
     save_every: int = Field(40, ge=1, description="Optimizer steps between resumable checkpoints.")
     torch_threads: int = Field(2, ge=1, description="CPU threads for torch (1 when sharing cores).")
 

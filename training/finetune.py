@@ -13,10 +13,12 @@ one episode for many cost pairs, and the prompts of those examples differ only i
 message (prompt.py puts the costs there). They are packed into one sequence: the shared
 prefix once, then each example's own tail, with a 4D attention mask that lets each tail see
 the prefix and itself only, and positions that continue from the prefix, so every example
-gets exactly the logits it would get alone. The model computes logits only at positions that
-predict reply tokens (`logits_to_keep` as indices): the 49k-word output layer then runs on a
-few dozen positions instead of hundreds. bf16 autocast where the hardware has it (GPUs; CPUs
-with AVX-512 BF16 or AMX).
+gets exactly the logits it would get alone. On CPU the attention over such a row runs as its
+prefix and its tails (packed_attention.py) rather than over the whole mask, skipping the scores
+the mask would discard. The model computes logits only at positions that predict reply tokens
+(`logits_to_keep` as indices): the 49k-word output layer then runs on a few dozen positions
+instead of hundreds. bf16 autocast where the hardware has it (GPUs; CPUs with AVX-512 BF16 or
+AMX).
 
 Cost contrast (`cost_contrast_weight`): those packed examples are one prompt under several
 cost pairs, often with different best actions. Plain SFT let a 135M model fit each prompt's
@@ -44,6 +46,7 @@ from tqdm.auto import tqdm
 from askwise.policy import PROMPT_FORMAT_VERSION
 from askwise.policy.checkpoints import trained_grid, write_meta
 
+from . import packed_attention
 from .config import TrainConfig
 
 Example = tuple[list[dict[str, str]], str]
@@ -188,6 +191,11 @@ def _collate(groups: list[Group], indices: list[int], pad_id: int, selective: bo
     return input_ids, mask.unsqueeze(1), positions, labels, weights, keep
 
 
+def packed_spans(groups: list[Group], indices: list[int]) -> list[tuple[int, list[int]]]:
+    """The rows' layout for packed_attention.py: per row, its prefix's length and its tails'."""
+    return [(len(groups[i].prefix), [len(ids) for ids, _, _ in groups[i].suffixes]) for i in indices]
+
+
 def _tag_targets(groups: list[Group], indices: list[int], tag_ids: list[int]):
     """The examples of a step whose reply opens with an action tag: per example its row, the
     column whose logit predicts the tag's own token (the one after "#"), which tag, and which
@@ -311,7 +319,10 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     if not encoded:
         raise ValueError("no training examples fit in max_seq_len")
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    packed = (accelerator.device.type == "cpu" if config.packed_attention is None
+              else config.packed_attention)
+    attention = {"attn_implementation": packed_attention.register()} if packed else {}
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **attention)
     if config.lora:
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -354,9 +365,10 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
                 t.to(accelerator.device) if hasattr(t, "to") else t
                 for t in _collate(encoded, mine[step], pad_id, config.selective_logits,
                                   config.action_loss_weight))
+            spans = {"packed_spans": packed_spans(encoded, mine[step])} if packed else {}
             with accelerator.autocast():
                 logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                               logits_to_keep=keep).logits
+                               logits_to_keep=keep, **spans).logits
             per_token = torch.nn.functional.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                 reduction="none")
