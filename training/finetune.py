@@ -324,10 +324,15 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     attention = {"attn_implementation": packed_attention.register()} if packed else {}
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **attention)
     if config.lora:
-        from peft import LoraConfig, PeftModel, get_peft_model
+        from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
 
         if init_adapter is not None:
-            model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+            # The adapter's saved config holds the dropout of the run that made it; this
+            # run's is the one in `config`.
+            adapter_config = PeftConfig.from_pretrained(str(init_adapter))
+            adapter_config.lora_dropout = config.lora_dropout
+            model = PeftModel.from_pretrained(model, str(init_adapter), config=adapter_config,
+                                              is_trainable=True)
         else:
             model = get_peft_model(model, LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
