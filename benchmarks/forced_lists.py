@@ -1,12 +1,14 @@
-"""Two adapters' forced multi-answers side by side: F1 of the reading the user picks, readings
-named and words, per number of readings; what decides whether listing can pay.
+"""Forced multi-answers of one adapter, or two side by side: F1 of the reading the user picks,
+F1 of the list's best line (had the user picked it), readings named and words, per number of
+readings; what decides whether listing can pay.
 
-    python benchmarks/forced_lists.py <adapter A> <adapter B> --items 200
+    python benchmarks/forced_lists.py <adapter A> [<adapter B>] --items 200
 
 The episodes are `askwise eval`'s always-multi baseline (the same dev items, intents, prompt
-costs and reference user; `load_items`, `fixed_specs`, `f1_by_readings`) played greedily in-process for each
-adapter in turn, without the rest of the evaluation's 5,000+ episodes. Prints B's words and
-F1 on ambiguous items as ratios to A's.
+costs and reference user; `load_items`, `fixed_specs`, `f1_by_readings`) played greedily
+in-process for each adapter in turn, without the rest of the evaluation's 5,000+ episodes.
+With two adapters it prints B's words and F1 on ambiguous items as ratios to A's; with one,
+the F1 its lists score as picked by label against what their best lines hold.
 """
 
 import argparse
@@ -32,33 +34,39 @@ async def forced_lists(adapter: Path, specs, max_tokens: int, threads: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("first", type=Path)
-    parser.add_argument("second", type=Path)
+    parser.add_argument("second", type=Path, nargs="?", help="leave out to read one adapter's lists")
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None, help="also write both tables here")
+    parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args()
     config = EvalConfig(items=args.items)
     items = load_items(config)
     by_id = {item.id: item for item in items}
     specs = fixed_specs(items, config, Action.MULTI_ANSWER)
     tables = {}
-    for adapter in (args.first, args.second):
+    for adapter in [a for a in (args.first, args.second) if a is not None]:
         episodes = asyncio.run(forced_lists(adapter, specs, config.max_tokens, args.threads))
         tables[str(adapter)] = f1_by_readings({"always-multi": episodes}, by_id)
-    print("| adapter | readings | items | F1 | list_lines | list_words |\n| --- | --- | --- | --- | --- | --- |")
+    print("| adapter | readings | items | F1 | best line's F1 | list_lines | list_words |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
     for name, table in tables.items():
         for k, row in table.items():
             print(f"| `{name}` | {k} | {row['items']} | {row['always-multi']:.3f} | "
-                  f"{row['list_lines']:.2f} | {row['list_words']:.1f} |")
+                  f"{row['list_best_line_f1']:.3f} | {row['list_lines']:.2f} | {row['list_words']:.1f} |")
 
     def ambiguous_mean(table, key):
         rows = [row for k, row in table.items() if k != "1"]
         return sum(row[key] * row["items"] for row in rows) / sum(row["items"] for row in rows)
 
-    first, second = tables[str(args.first)], tables[str(args.second)]
-    for key, label in (("list_words", "words"), ("always-multi", "F1")):
-        a, b = ambiguous_mean(first, key), ambiguous_mean(second, key)
-        print(f"ambiguous items, {label}: {a:.3f} -> {b:.3f}, ratio {b / a:.2f}")
+    first = tables[str(args.first)]
+    if args.second is None:
+        picked, best = ambiguous_mean(first, "always-multi"), ambiguous_mean(first, "list_best_line_f1")
+        print(f"ambiguous items: F1 {picked:.3f} as picked by label, {best:.3f} from the best line")
+    else:
+        second = tables[str(args.second)]
+        for key, label in (("list_words", "words"), ("always-multi", "F1")):
+            a, b = ambiguous_mean(first, key), ambiguous_mean(second, key)
+            print(f"ambiguous items, {label}: {a:.3f} -> {b:.3f}, ratio {b / a:.2f}")
     if args.json:
         args.json.write_text(json.dumps(tables, indent=2) + "\n")
 

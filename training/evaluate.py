@@ -41,7 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from askwise.policy import Action, Costs
+from askwise.policy import Action, Costs, best_f1
 from askwise.policy.actions import parse_interpretations
 from askwise.policy.checkpoints import ensure_base_checkpoint, read_meta
 from askwise.policy.engines.base import SamplingParams
@@ -235,10 +235,21 @@ def list_lines(episode: Episode) -> int:
     return len(parse_interpretations(first["content"])[0])
 
 
+def list_best_line_f1(episode: Episode, item: Item) -> float:
+    """F1 of the episode's first multi-answer had the user taken the line that answers its
+    intent best: what the list holds, apart from whether its labels lead the user there."""
+    first = next(t for t in episode.turns if t["role"] == "assistant")
+    golds = item.interpretations[episode.intent].answers
+    return max((best_f1(r.answer, golds) for r in parse_interpretations(first["content"])[0]),
+               default=episode.f1)
+
+
 def f1_by_readings(forced: dict[str, list[Episode]], items: dict[str, Item]) -> dict:
     """Mean F1 of each forced action per readings class: why the rule picks what it picks.
     With forced lists, also how many readings a list names (a list can only be as good as
-    its coverage of the query's readings) and how many words it has (what beta prices)."""
+    its coverage of the query's readings), the F1 its best line holds (the user simulator
+    picks by label, so a line with the right answer under the wrong label is lost) and how
+    many words it has (what beta prices)."""
     table: dict[str, dict[str, float]] = {}
     for name, episodes in forced.items():
         groups: dict[int, list[Episode]] = {}
@@ -249,6 +260,7 @@ def f1_by_readings(forced: dict[str, list[Episode]], items: dict[str, Item]) -> 
             row[name] = sum(e.outcome(items[e.item_id]).f1 for e in group) / len(group)
             if FIXED.get(name) is Action.MULTI_ANSWER:
                 row["list_lines"] = sum(map(list_lines, group)) / len(group)
+                row["list_best_line_f1"] = sum(list_best_line_f1(e, items[e.item_id]) for e in group) / len(group)
                 row["list_words"] = sum(e.words for e in group) / len(group)
     return table
 

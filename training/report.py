@@ -52,9 +52,11 @@ def write_markdown(summary: dict, path: Path) -> None:
                   f"| readings rule: Spearman(beta, multi-answer rate) | {_num(rule['spearman_beta_multi'])} |"]
         names = list(cells[0]["fixed"])
         rows = rule["f1_by_readings"].values()
-        extra = [n for n in ("list_lines", "list_words") if any(n in r for r in rows)]
+        extra = [n for n in ("list_lines", "list_best_line_f1", "list_words") if any(n in r for r in rows)]
         lines += ["", "## Forced actions: mean F1 by number of readings (4 = 4 or more)", ""]
         legend = {"list_lines": "`list_lines`: how many readings a forced multi-answer names, on average.",
+                  "list_best_line_f1": "`list_best_line_f1`: its mean F1 had the user taken the line that "
+                                       "answers the intent best (the simulator picks by label).",
                   "list_words": "`list_words`: how many words it has, on average (what beta prices)."}
         if extra:
             lines += [legend[n] for n in extra] + [""]

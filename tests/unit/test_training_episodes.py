@@ -7,6 +7,7 @@ through the real `Engine` interface; the model-backed path runs in tests/integra
 import asyncio
 import json
 from collections import Counter
+from dataclasses import replace
 
 from askwise.policy import Action, Costs, Interpretation as Reading, parse_action
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
@@ -265,7 +266,8 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
 
     assert f1_by_readings(forced, items)["2"] == {"items": 4, "always-answer": 0.5,
                                                    "always-clarify": 1.0, "always-multi": 0.9,
-                                                   "list_lines": 2.0, "list_words": 12.0}
+                                                   "list_lines": 2.0, "list_best_line_f1": 0.0,
+                                                   "list_words": 12.0}
     cheap = rule(Costs(alpha=0.1, beta=0.001))
     assert cheap["clarify_rate"] == 0.5 and cheap["multi_rate"] == 0.0
     assert cheap["item_rewards"]["p0"] == 1.0 - 0.002 and cheap["item_rewards"]["a0"] == 1.0 - 0.1 - 0.002
@@ -295,3 +297,16 @@ def test_the_oracle_takes_the_best_forced_action_per_item_and_counts_its_actions
     # A cheap question beats even a right list of twelve words.
     cheap = best(Costs(alpha=0.005, beta=0.001))
     assert cheap["multi_rate"] == 0.0 and cheap["clarify_rate"] == 0.5
+
+
+def test_a_lists_best_line_counts_the_right_answer_the_user_did_not_pick():
+    from askwise.training.evaluate import list_best_line_f1
+
+    # The series date under the short's label: the user, who meant the series, picks by label.
+    swapped = "If you mean as a short: December 17, 1989\nIf you mean as a series: April 19, 1987"
+    turns = [{"role": "user", "content": ITEM.query, "action": None},
+             {"role": "assistant", "content": swapped, "action": "multi_answer"}]
+    episode = Episode(ITEM.id, 0, 1, 0.1, 0.01, "multi_answer", turns, "April 19, 1987", 0.0, 0, 12, True)
+    assert list_best_line_f1(episode, ITEM) == 1.0
+    unparsed = replace(episode, turns=[turns[0], {**turns[1], "content": "no lines"}])
+    assert list_best_line_f1(unparsed, ITEM) == episode.f1
