@@ -94,9 +94,8 @@ class TrainConfig(BaseModel):
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout, also applied to an "
-                                "init adapter (whose own config records its run's). On CPU the "
-                                "dropout masks cost about as much as the base matmuls "
-                                "(benchmarks/training_throughput.py measures 0 against this).")
+                                "init adapter (whose own config records its run's). 0 trains "
+                                "faster on CPU (benchmarks/training_throughput.py measures it).")
     lora_targets: str = Field("all-linear", description="peft target_modules.")
     learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (linear warm-up, "
                                  "linear decay).")

@@ -2,9 +2,8 @@
 
 A packed row (finetune.py) is a shared prefix, then several examples' tails, each tail seeing
 the prefix and itself only. Handed the row's 4D mask, SDPA scores every query against every
-key and masks afterwards, and the CPU kernel does not skip masked blocks. On the rows of
-v13's last fine-tune (a ~300-token prefix and ten ~57-token tails) under a third of those
-scores are kept.
+key and masks afterwards. With a prefix of a few hundred tokens and a dozen short tails,
+most of those scores belong to tails looking at other tails, and are thrown away.
 
 Here a row runs as two SDPA calls:
 - the prefix against itself, causally (`is_causal`: the kernel skips the upper triangle);
