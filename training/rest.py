@@ -74,6 +74,8 @@ def _publish(adapter: Path, final: Path) -> None:
 
 
 def train(config: TrainConfig) -> Path:
+    """Runs (or resumes) what `config` asks; returns the final adapter or model folder, or
+    with grow_only the iteration folder that holds the episodes."""
     from accelerate import PartialState
 
     state = PartialState()
@@ -130,8 +132,6 @@ def train(config: TrainConfig) -> Path:
         kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration,
                                    balanced=config.example_selection == "balanced")
         examples = training_examples(kept, by_id, config.max_questions)
-        stats = finetune(examples, base, folder / "adapter", config, config.learning_rate,
-                         init_adapter=adapter, desc=f"fine-tune {iteration}")
         table = best_action_table(choices)
         summary = {
             "iteration": iteration, "episodes": len(episodes), "grow_seconds": grow_s,
@@ -142,8 +142,17 @@ def train(config: TrainConfig) -> Path:
             "trained_choices": len(kept), "sft_examples": len(examples),
             "mean_f1": sum(e.f1 for e in episodes) / max(1, len(episodes)),
             "best_action_by_costs": {f"alpha={a:g} beta={b:g}": v for (a, b), v in table.items()},
-            "finetune": {**stats.__dict__, "tokens_per_s": stats.tokens_per_s},
         }
+        # Written before the fine-tune too: what improve kept is worth reading during hours
+        # of CPU fine-tuning, and it is all a --grow-only run leaves.
+        if state.is_main_process:
+            (folder / "improve.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if config.grow_only:
+            state.wait_for_everyone()
+            return folder
+        stats = finetune(examples, base, folder / "adapter", config, config.learning_rate,
+                         init_adapter=adapter, desc=f"fine-tune {iteration}")
+        summary["finetune"] = {**stats.__dict__, "tokens_per_s": stats.tokens_per_s}
         if state.is_main_process:
             (folder / "improve.json").write_text(json.dumps(summary, indent=2) + "\n")
         report["iterations"].append(summary)

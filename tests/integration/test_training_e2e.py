@@ -27,8 +27,16 @@ def askwise(*args, timeout=900):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, base_checkpoint):
+    """Played with --grow-only first, then fine-tuned by the same command without it: the
+    split by which episodes grown on one machine are fine-tuned on another."""
     out = tmp_path_factory.mktemp("train")
+    askwise("train", "--output-dir", str(out), "--grow-only", *TINY_TRAIN)
+    assert not (out / "adapter").exists() and not (out / "iter-1" / "adapter").exists()
+    improve = json.loads((out / "iter-1" / "improve.json").read_text())
+    assert improve["episodes"] == 3 * 4 and "finetune" not in improve
+    grown = (out / "iter-1" / "episodes.jsonl").read_bytes()
     askwise("train", "--output-dir", str(out), *TINY_TRAIN)
+    assert (out / "iter-1" / "episodes.jsonl").read_bytes() == grown  # fine-tuned, not replayed
     return out
 
 
