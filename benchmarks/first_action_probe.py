@@ -6,7 +6,9 @@ unambiguous items, and how often each would win under greedy decoding. A steerab
 P(#CLARIFY) falling as alpha rises and P(#MULTI_ANS) falling as beta rises; one that ignores
 the costs prints the same numbers in every row. `--json` also writes the rows, and a one-line
 summary (`steer_clarify`, `steer_multi`: the change in greedy clarify and multi-answer picks
-from the cheapest to the dearest corner) ranks adapters in a sweep.
+from the cheapest to the dearest corner) ranks adapters in a sweep; `spearman_alpha_p_clarify`
+and `spearman_beta_p_multi` correlate each cost with the mean probability of its action over
+every cost pair read, as `askwise eval` correlates it with the action's rate.
 
     python benchmarks/first_action_probe.py policy/trained/smollm2-135m-askwise-grounded-lora
 """
@@ -21,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from askwise.policy import Action, Costs, Turn, render_prompt
 from askwise.policy.checkpoints import apply_adapter, ensure_base_checkpoint
 from askwise.training.data import load_ambigqa
+from askwise.training.evaluate import spearman
 from askwise.training.finetune import action_tag_ids
 
 # 0.2 sits between the trained 0.1 and 0.3, where the ask/answer switch belongs
@@ -74,11 +77,22 @@ def main() -> None:
         return sum(r["greedy"][tag] for r in rows
                    if (alpha is None or r["alpha"] == alpha) and (beta is None or r["beta"] == beta))
 
+    def cost_and_p(cost, tag):
+        """(cost, mean P(tag)) per cost pair, over all items of both kinds."""
+        cells = sorted({(r["alpha"], r["beta"]) for r in rows})
+        mean_p = [sum(r["mean_p"][tag] * r["items"] for r in rows if (r["alpha"], r["beta"]) == cell)
+                  / sum(r["items"] for r in rows if (r["alpha"], r["beta"]) == cell) for cell in cells]
+        return [cell[0 if cost == "alpha" else 1] for cell in cells], mean_p
+
     summary = {"adapter": args.adapter, "items": len(items),
                "steer_clarify": picks("CLARIFY", alpha=args.alphas[0]) - picks("CLARIFY", alpha=args.alphas[-1]),
                "steer_multi": picks("MULTI_ANS", beta=args.betas[0]) - picks("MULTI_ANS", beta=args.betas[-1]),
                "clarify_by_alpha": {str(alpha): picks("CLARIFY", alpha=alpha) for alpha in args.alphas},
-               "multi_by_beta": {str(beta): picks("MULTI_ANS", beta=beta) for beta in args.betas}}
+               "multi_by_beta": {str(beta): picks("MULTI_ANS", beta=beta) for beta in args.betas},
+               # Over every (alpha, beta) read, as `askwise eval` takes its Spearman over the grid:
+               # a probability that follows the costs below the greedy switch shows here first.
+               "spearman_alpha_p_clarify": spearman(*cost_and_p("alpha", "CLARIFY")),
+               "spearman_beta_p_multi": spearman(*cost_and_p("beta", "MULTI_ANS"))}
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as f:
