@@ -4,6 +4,7 @@ a subcommand runs."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from askwise import __version__
@@ -25,7 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that `finally` blocks and context exits run.
+
+    `kill`, `docker stop` and CI timeouts send SIGTERM, whose default action ends Python
+    without unwinding. The vLLM server that `askwise train`/`eval` start runs in its own
+    session (so that Ctrl-C in a terminal reaches only us, and we stop it in order), so it
+    would outlive the job and keep its cores and memory. `askwise serve` is unaffected:
+    uvicorn installs its own handler for a graceful shutdown."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
