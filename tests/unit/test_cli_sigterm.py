@@ -1,10 +1,13 @@
-"""A job stopped with SIGTERM (kill, docker stop, a CI timeout) stops the server it started."""
+"""A job stopped with SIGTERM (kill, docker stop, a CI timeout) or Ctrl-C stops the server it
+started."""
 
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 # The shape of `askwise train`/`eval`: asyncio.run around a block that starts a process in
 # its own session (as VLLMServer does) and stops it on the way out.
@@ -36,12 +39,16 @@ def alive(pid: int) -> bool:
     return True
 
 
-def test_sigterm_unwinds_and_stops_the_child():
+# SIGTERM leaves through SystemExit(143); Ctrl-C through KeyboardInterrupt, after which Python
+# ends itself with SIGINT. Either way the finally has run first.
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM),
+                                            (signal.SIGINT, -signal.SIGINT)])
+def test_stopping_the_job_stops_the_child(signum, status):
     job = subprocess.Popen([sys.executable, "-c", JOB], stdout=subprocess.PIPE, text=True)
     child = int(job.stdout.readline())
     try:
-        job.send_signal(signal.SIGTERM)
-        assert job.wait(timeout=30) == 128 + signal.SIGTERM
+        job.send_signal(signum)
+        assert job.wait(timeout=30) == status
         assert not alive(child)
     finally:
         if alive(child):
