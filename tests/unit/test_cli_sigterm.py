@@ -20,8 +20,8 @@ JOB = textwrap.dedent("""
     async def main():
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
                                  start_new_session=True)
-        print(child.pid, flush=True)
         try:
+            print(child.pid, flush=True)  # inside the try: the test signals once it reads this
             await asyncio.sleep(120)
         finally:
             child.terminate()
