@@ -32,8 +32,9 @@ def exit_on_sigterm() -> None:
     `kill`, `docker stop` and CI timeouts send SIGTERM, whose default action ends Python
     without unwinding. The vLLM server that `askwise train`/`eval` start runs in its own
     session (so that Ctrl-C in a terminal reaches only us, and we stop it in order), so it
-    would outlive the job and keep its cores and memory. `askwise serve` is unaffected:
-    uvicorn installs its own handler for a graceful shutdown."""
+    would outlive the job and keep its cores and memory. Called by the commands that start
+    one (train, eval, vllm); not by `askwise serve`, whose uvicorn drains on SIGTERM and then
+    re-raises it to the handler it found, expecting the default one."""
     def handler(signum, frame):
         raise SystemExit(128 + signum)
 
@@ -41,7 +42,6 @@ def exit_on_sigterm() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    exit_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):

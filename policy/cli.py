@@ -45,6 +45,8 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from askwise.cli import exit_on_sigterm
+
     from .checkpoints import ensure_base_checkpoint, merged_checkpoint
     from .vllm_cpu import VLLMServer, ensure_venv
 
@@ -59,12 +61,14 @@ def run(args: argparse.Namespace) -> int:
                         port=args.port, host=args.host, venv=venv, kv_cache_gib=args.kv_cache_gib,
                         enforce_eager=not args.compile)
     print(" ".join(server.command()), file=sys.stderr)
+    exit_on_sigterm()
     server.start()
     try:
         return server.process.wait()
     except KeyboardInterrupt:
-        server.stop()
         return 0
+    finally:
+        server.stop()
 
 
 def run_export(args: argparse.Namespace) -> int:

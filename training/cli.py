@@ -38,9 +38,12 @@ def register(subcommands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from askwise.cli import exit_on_sigterm
+
     from .config import TrainConfig
     from .rest import train
 
+    exit_on_sigterm()
     given = given_arguments(args, TrainConfig)
     config = TrainConfig.load(args.config, **given) if args.config else TrainConfig(**given)
     print(train(config))
@@ -61,8 +64,11 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from askwise.cli import exit_on_sigterm
+
     from .evaluate import evaluate
 
+    exit_on_sigterm()
     config = eval_config(args)
     summary = evaluate(config)
     print((config.output_dir / "eval.md").read_text())
