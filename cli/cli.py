@@ -33,7 +33,7 @@ def exit_on_sigterm() -> None:
     without unwinding. The vLLM server that `askwise train`/`eval` start runs in its own
     session (so that Ctrl-C in a terminal reaches only us, and we stop it in order), so it
     would outlive the job and keep its cores and memory. Called by the commands that start
-    one (train, eval, vllm); not by `askwise serve`, whose uvicorn drains on SIGTERM and then
+    one (train, eval, vllm-cpu); not by `askwise serve`, whose uvicorn drains on SIGTERM and then
     re-raises it to the handler it found, expecting the default one."""
     def handler(signum, frame):
         raise SystemExit(128 + signum)
