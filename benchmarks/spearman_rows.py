@@ -10,11 +10,11 @@ lowest alpha up to each one. Nothing is replayed: it reads the rates `askwise ev
 `--rates ALPHA=r1,r2,...` prints the Spearman with one alpha row's rates (lowest beta first)
 set by hand, as often as given: what a small change in one row would do.
 
-Last, a ceiling that holds for any policy on the same grid: the lowest Spearman reachable when
-the policy never lists in the k lowest alpha rows, whatever its rates in the other cells. Rank
+Last, a ceiling for any policy on the same grid, found by search: the lowest Spearman reachable
+when the policy never lists in the k lowest alpha rows, whatever its rates in the other cells. Rank
 correlation only sees the order of the 25 rates, so the search runs over orders: every pattern
 that depends on beta alone (levels 0-5, never rising with beta; exhaustive), then a seeded hill
-climb over per-cell levels 0-7 from that best and from random starts. It is a search, not a
+climb over per-cell levels (0-7 unless `levels` says more) from that best and from random starts. It is a search, not a
 proof; `--ceiling-restarts` widens it.
 
     python benchmarks/spearman_rows.py policy/trained/smollm2-135m-askwise-grounded-lora/eval/ambigqa-dev/eval.json
@@ -35,7 +35,7 @@ def spearman_with_oracle_rows(cells: list[dict], rows: set[float]) -> float | No
 
 
 def ceiling(alphas: list[float], betas: list[float], zero_rows: int, restarts: int,
-            steps: int = 3000, seed: int = 0) -> tuple[float, list[list[int]]]:
+            steps: int = 3000, seed: int = 0, levels: int = 8) -> tuple[float, list[list[int]]]:
     """Lowest Spearman(beta, multi-answer rate) found over the grid when the `zero_rows` lowest
     alpha rows never list, and the rate levels (one row per alpha) that reach it."""
     xs = [beta for _ in alphas for beta in betas]
@@ -51,12 +51,12 @@ def ceiling(alphas: list[float], betas: list[float], zero_rows: int, restarts: i
                 if list(pattern) == sorted(pattern, reverse=True)),
                key=lambda rows: rho(zeros + rows))
     rng = random.Random(seed)
-    starts = [best] + [[[rng.randrange(8) for _ in betas] for _ in range(free)] for _ in range(restarts)]
+    starts = [best] + [[[rng.randrange(levels) for _ in betas] for _ in range(free)] for _ in range(restarts)]
     for rows in starts:
         current, current_rho = [row[:] for row in rows], rho(zeros + rows)
         for _ in range(steps if free else 0):
             trial = [row[:] for row in current]
-            trial[rng.randrange(free)][rng.randrange(len(betas))] = rng.randrange(8)
+            trial[rng.randrange(free)][rng.randrange(len(betas))] = rng.randrange(levels)
             if (trial_rho := rho(zeros + trial)) <= current_rho:
                 current, current_rho = trial, trial_rho
         if current_rho < rho(zeros + best):
