@@ -28,7 +28,8 @@ logits, centred over a group's examples, can only be lowered by reading the cost
 
 The loop is plain torch under `accelerate.Accelerator`, so `accelerate launch` runs it
 data-parallel on several GPUs unchanged. Every `save_every` steps it saves a resumable state
-(`accelerator.save_state`); a rerun continues from the last one.
+(`accelerator.save_state`, into a directory of its own); a rerun continues from the last
+complete one.
 """
 
 from __future__ import annotations
@@ -300,6 +301,38 @@ def _return_freed_memory() -> None:
         pass
 
 
+def _save_checkpoint(accelerator, state_dir: Path, step: int) -> None:
+    """Write the resumable state into a directory of its own and drop the older ones only once
+    it is whole. A run killed mid-save (SIGTERM, out of memory, a machine taken back) then
+    resumes from the previous checkpoint; saving over it in place left new weights beside the
+    old step.json, or a truncated file that load_state cannot read. step.json is written
+    last, so a directory that has one is complete."""
+    partial, done = state_dir / f"{step:07d}.partial", state_dir / f"{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (partial / "step.json").write_text(json.dumps({"step": step}))
+        partial.rename(done)
+        for older in state_dir.iterdir():  # earlier checkpoints, and the files of the old layout
+            if older.is_dir() and older != done:
+                shutil.rmtree(older)
+            elif older.is_file():
+                older.unlink()
+    accelerator.wait_for_everyone()
+
+
+def _last_checkpoint(state_dir: Path) -> Path | None:
+    """The complete checkpoint with the most steps. `state_dir` itself counts: earlier versions
+    saved their one checkpoint straight into it, and a run they started resumes here."""
+    if not state_dir.is_dir():
+        return None
+    complete = [d for d in (state_dir, *state_dir.iterdir()) if (d / "step.json").is_file()]
+    return max(complete, key=lambda d: json.loads((d / "step.json").read_text())["step"], default=None)
+
+
 def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig,
              learning_rate: float, init_adapter: Path | None = None, desc: str = "fine-tune"
              ) -> FinetuneStats:
@@ -351,9 +384,9 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     accelerator.register_for_checkpointing(scheduler)
 
     state_dir, step = out / "state", 0
-    if (state_dir / "step.json").exists():
-        accelerator.load_state(str(state_dir))
-        step = json.loads((state_dir / "step.json").read_text())["step"]
+    if (last := _last_checkpoint(state_dir)) is not None:
+        accelerator.load_state(str(last))
+        step = json.loads((last / "step.json").read_text())["step"]
 
     # Each process takes every num_processes-th batch; epochs repeat the shuffled order.
     schedule = [batches[i % len(batches)] for i in range(total_steps * accelerator.num_processes)]
@@ -398,10 +431,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
             bar.update()
             bar.set_postfix(loss=f"{loss_value:.3f}")
             if step % config.save_every == 0 and step < total_steps:
-                accelerator.save_state(str(state_dir))
-                if accelerator.is_main_process:
-                    (state_dir / "step.json").write_text(json.dumps({"step": step}))
-                accelerator.wait_for_everyone()
+                _save_checkpoint(accelerator, state_dir, step)
 
     stats = FinetuneStats(examples=sum(len(g.suffixes) for g in encoded), dropped=dropped, steps=total_steps,
                           train_tokens=train_tokens, target_tokens=target_tokens,

@@ -1,5 +1,8 @@
-"""A fine-tune stopped after a checkpoint picks up where it stopped: it trains only the steps
-left, says so in its stats, and ends with the adapter an uninterrupted run makes."""
+"""A fine-tune killed while it writes a checkpoint picks up from the last whole one: it trains
+only the steps left, says so in its stats, and ends with the adapter an uninterrupted run
+makes."""
+
+from pathlib import Path
 
 import pytest
 from accelerate import Accelerator
@@ -29,11 +32,18 @@ def test_a_stopped_finetune_resumes_from_its_checkpoint(examples, base_checkpoin
     whole = finetune(examples, base_checkpoint, tmp_path / "whole", config, learning_rate=1e-3)
     assert (whole.steps, whole.resumed_from_step) == (3, 0)
 
-    # The first barrier a run reaches is the one after its first checkpoint and step.json.
-    def stop(self):
-        raise Stopped
+    # Killed while writing its second checkpoint: a truncated file is all that save wrote.
+    real_save, saves = Accelerator.save_state, []
 
-    monkeypatch.setattr(Accelerator, "wait_for_everyone", stop)
+    def killed_on_second_save(self, output_dir=None, **kwargs):
+        saves.append(output_dir)
+        if len(saves) == 2:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / "model.safetensors").write_bytes(b"\x00" * 10)
+            raise Stopped
+        return real_save(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", killed_on_second_save)
     with pytest.raises(Stopped):
         finetune(examples, base_checkpoint, tmp_path / "resumed", config, learning_rate=1e-3)
     monkeypatch.undo()
