@@ -186,14 +186,27 @@ def load_episodes(path: Path) -> list[Episode]:
                 try:
                     episodes.append(Episode.from_json(line))
                 except (json.JSONDecodeError, TypeError):
-                    break  # a line cut short by a crash: everything after it is replayed
+                    continue  # a line cut short by a crash: that episode is played again
     return episodes
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a crash left without its newline, so that the episodes appended
+    after a resume start on lines of their own instead of being glued to it and lost."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 async def _run_all(engine, simulator, specs, params, max_questions, model, concurrency, out, desc):
     done = {e.key: e for e in load_episodes(out)} if out else {}
     todo = [s for s in specs if s.key not in done]
     gate = asyncio.Semaphore(concurrency)
+    if out:
+        _drop_partial_line(out)
     sink = open(out, "a", encoding="utf-8") if out else None
 
     failures: list[str] = []

@@ -13,7 +13,7 @@ from askwise.policy import Action, Costs, Interpretation as Reading, parse_actio
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
 from askwise.training.bootstrap import demonstrations, reading_labels
 from askwise.training.data import Interpretation, Item
-from askwise.training.episodes import Episode, EpisodeSpec, assistant_examples, play_episodes
+from askwise.training.episodes import Episode, EpisodeSpec, assistant_examples, load_episodes, play_episodes
 from askwise.training.improve import best_choice, improve, select_for_training, training_examples
 from askwise.training.simulator import ReferenceSimulator
 
@@ -108,6 +108,19 @@ def test_episodes_resume_from_their_jsonl(tmp_path):
     assert [e.sample for e in episodes] == [0, 1, 2]
     assert len(engine.prompts) == 2  # only the missing clarify episode was played (two turns)
     assert Episode.from_json(episodes[0].to_json()) == episodes[0]
+
+
+def test_a_run_killed_mid_line_resumes_without_losing_episodes(tmp_path):
+    out = tmp_path / "ep.jsonl"
+    specs = [spec(a, sample=k) for k, a in enumerate(Action)]
+    asyncio.run(play_episodes(RuleAssistant(), ReferenceSimulator(), specs[:2], SamplingParams(), 1, out=out))
+    text = out.read_text()
+    out.write_text(text + text.splitlines()[0][:40])  # a third record cut short by the kill
+    engine = RuleAssistant()
+    episodes = asyncio.run(play_episodes(engine, ReferenceSimulator(), specs, SamplingParams(), 1, out=out))
+    assert [e.sample for e in episodes] == [0, 1, 2]
+    assert len(engine.prompts) == 2  # only the missing clarify episode was played
+    assert sorted(e.sample for e in load_episodes(out)) == [0, 1, 2]  # what improve and eval read back
 
 
 def test_a_finished_evaluation_is_rebuilt_from_its_saved_episodes(tmp_path):
