@@ -34,7 +34,10 @@ def main() -> None:
         unpaired(args.first, args.second)
         return
     items = {item.id: item for item in load_items(configs[0])}
-    episodes = [load_episodes(d / "episodes-policy.jsonl") for d in (args.first, args.second)]
+    # A folder may hold episodes of items beyond its config's (an evaluation resumed with
+    # fewer --items keeps what the longer run played); only the config's items pair.
+    episodes = [[e for e in load_episodes(d / "episodes-policy.jsonl") if e.item_id in items]
+                for d in (args.first, args.second)]
     ahead = ahead_2se = behind_2se = 0
     for index, costs in enumerate(configs[0].grid()):
         first, second = (item_rewards([e for e in eps if e.sample == index], items, costs) for eps in episodes)
