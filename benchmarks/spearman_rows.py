@@ -10,12 +10,13 @@ lowest alpha up to each one. Nothing is replayed: it reads the rates `askwise ev
 `--rates ALPHA=r1,r2,...` prints the Spearman with one alpha row's rates (lowest beta first)
 set by hand, as often as given: what a small change in one row would do.
 
-Last, a ceiling for any policy on the same grid, found by search: the lowest Spearman reachable
-when the policy never lists in the k lowest alpha rows, whatever its rates in the other cells. Rank
-correlation only sees the order of the 25 rates, so the search runs over orders: every pattern
-that depends on beta alone (levels 0-5, never rising with beta; exhaustive), then a seeded hill
-climb over per-cell levels (0-7 unless `levels` says more) from that best and from random starts. It is a search, not a
-proof; `--ceiling-restarts` widens it.
+Last, a ceiling for any policy on the same grid, found by search: the lowest Spearman
+reachable when the policy never lists in the k lowest alpha rows, whatever its rates in the
+other cells. Rank correlation only sees the order of the 25 rates, so the search runs over
+orders: every pattern that depends on beta alone (levels 0-5, never rising with beta;
+exhaustive), then a seeded hill climb over per-cell levels (0-7 unless `levels` says more)
+from that best and from random starts. It is a search, not a proof; `--ceiling-restarts`
+widens it.
 
     python benchmarks/spearman_rows.py policy/trained/smollm2-135m-askwise-grounded-lora/eval/ambigqa-dev/eval.json
 """
