@@ -31,6 +31,27 @@ ALPHAS = (0.02, 0.1, 0.2, 0.5)
 BETAS = (0.001, 0.03)
 
 
+def load_policy(adapter: str, device: str):
+    """(model, tokenizer, second): `second` maps each tag's name to the token after "#" that
+    decides it ("#ANSWER", "#CLARIFY", "#MULTI_ANS")."""
+    torch.set_num_threads(2)
+    base = ensure_base_checkpoint()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
+    second = {action.tag.lstrip("#"): token for action, token in zip(Action, action_tag_ids(tokenizer))}
+    return model.to(device).eval(), tokenizer, second
+
+
+def tag_probabilities(model, tokenizer, second, item, costs: Costs, device: str) -> dict[str, float]:
+    """P(tag) for the first action on `item`'s opening turn at `costs`."""
+    messages = render_prompt([Turn("user", item.query)], costs, item.documents, 1)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + "#"
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logprobs = model(ids.to(device)).logits[0, -1].float().log_softmax(-1)
+    return {t: logprobs[i].exp().item() for t, i in second.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter")
@@ -42,26 +63,14 @@ def main() -> None:
     parser.add_argument("--betas", type=float, nargs="+", default=BETAS,
                         help="betas to read, cheapest first (add an unseen one such as 0.01)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    base = ensure_base_checkpoint()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = apply_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), args.adapter)
-    model = model.to(args.device).eval()
-    # The token after "#" decides the action: "#ANSWER", "#CLARIFY", "#MULTI_ANS".
-    second = {action.tag.lstrip("#"): token for action, token in zip(Action, action_tag_ids(tokenizer))}
+    model, tokenizer, second = load_policy(args.adapter, args.device)
     items = load_ambigqa("dev", limit=args.items)
     rows = []
     for alpha in args.alphas:
         for beta in args.betas:
-            probs = []
-            for item in items:
-                messages = render_prompt([Turn("user", item.query)], Costs(alpha=alpha, beta=beta),
-                                         item.documents, 1)
-                text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + "#"
-                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
-                with torch.no_grad():
-                    logprobs = model(ids.to(args.device)).logits[0, -1].float().log_softmax(-1)
-                probs.append((item.ambiguous, {t: logprobs[i].exp().item() for t, i in second.items()}))
+            probs = [(item.ambiguous, tag_probabilities(model, tokenizer, second, item,
+                                                        Costs(alpha=alpha, beta=beta), args.device))
+                     for item in items]
             for ambiguous in (True, False):
                 chosen = [p for a, p in probs if a == ambiguous]
                 if not chosen:  # a small --items may hold no item of one kind
