@@ -24,13 +24,13 @@ import json
 from pathlib import Path
 
 import torch
-from first_action_probe import load_policy, tag_probabilities
 from tqdm import tqdm
 
 from askwise.policy import Action, Costs
 from askwise.training.data import load_ambigqa
 from askwise.training.episodes import load_episodes
 from askwise.training.improve import improve
+from first_action_probe import load_policy, tag_probabilities  # the script beside this one
 
 
 def auc(positives: list[float], negatives: list[float]) -> float | None:
@@ -52,7 +52,8 @@ def ranking(rows: list[dict]) -> dict:
         value = auc([score(r) for r in lists], [score(r) for r in rest])
         result[f"auc_{name}"] = None if value is None else round(value, 3)
     for label, chosen in (("list_best", lists), ("rest", rest)):
-        result[f"mean_p_multi_{label}"] = round(sum(r["p"]["MULTI_ANS"] for r in chosen) / max(1, len(chosen)), 3)
+        mean = sum(r["p"]["MULTI_ANS"] for r in chosen) / max(1, len(chosen))
+        result[f"mean_p_multi_{label}"] = round(mean, 3)
     return result
 
 
