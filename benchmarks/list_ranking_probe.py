@@ -63,6 +63,10 @@ def main() -> None:
     parser.add_argument("episodes", type=Path, help="a grow's episodes.jsonl")
     parser.add_argument("--items", type=int, required=True, help="the grow's train_items")
     parser.add_argument("--seed", type=int, required=True, help="the grow's seed")
+    parser.add_argument("--split", default="train",
+                        help="AmbigQA split; dev with an `askwise eval` folder's forced episodes "
+                             "(episodes-always-*.jsonl, concatenated) and its --items and --seed "
+                             "labels items no fine-tune saw, one sample per action")
     parser.add_argument("--alpha", type=float, default=0.02)
     parser.add_argument("--beta", type=float, default=0.001)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -73,7 +77,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the per-item rows and summary here")
     args = parser.parse_args()
     costs = Costs(alpha=args.alpha, beta=args.beta)
-    items = load_ambigqa("train", limit=args.items, grounded=True, seed=args.seed)
+    items = load_ambigqa(args.split, limit=args.items, grounded=True, seed=args.seed)
     best = {c.item_id: c.action for c in improve(items, load_episodes(args.episodes), [costs])}
     model, tokenizer, second = load_policy(args.adapter, args.device)
     rows = []
