@@ -235,11 +235,12 @@ def list_lines(episode: Episode) -> int:
     return len(parse_interpretations(first["content"])[0])
 
 
-def list_best_line_f1(episode: Episode, item: Item) -> float:
+def list_best_line_f1(episode: Episode, item: Item, intent: int | None = None) -> float:
     """F1 of the episode's first multi-answer had the user taken the line that answers its
-    intent best: what the list holds, apart from whether its labels lead the user there."""
+    intent (or `intent`) best: what the list holds, apart from whether its labels lead the
+    user there."""
     first = next(t for t in episode.turns if t["role"] == "assistant")
-    golds = item.interpretations[episode.intent].answers
+    golds = item.interpretations[episode.intent if intent is None else intent].answers
     return max((best_f1(r.answer, golds) for r in parse_interpretations(first["content"])[0]),
                default=episode.f1)
 

@@ -321,5 +321,10 @@ def test_a_lists_best_line_counts_the_right_answer_the_user_did_not_pick():
              {"role": "assistant", "content": swapped, "action": "multi_answer"}]
     episode = Episode(ITEM.id, 0, 1, 0.1, 0.01, "multi_answer", turns, "April 19, 1987", 0.0, 0, 12, True)
     assert list_best_line_f1(episode, ITEM) == 1.0
+    # For the other reading's user the best line is the other one; a list with only the
+    # series date holds nothing for the user who meant the short.
+    assert list_best_line_f1(episode, ITEM, intent=0) == 1.0
+    one_line = replace(episode, turns=[turns[0], {**turns[1], "content": swapped.split("\n")[0]}])
+    assert list_best_line_f1(one_line, ITEM, intent=0) == 0.0
     unparsed = replace(episode, turns=[turns[0], {**turns[1], "content": "no lines"}])
     assert list_best_line_f1(unparsed, ITEM) == episode.f1
