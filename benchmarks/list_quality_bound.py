@@ -11,6 +11,7 @@ nothing:
   lists of these lengths could go.
 For each it prints the oracle's multi-answer rate per cell and its two Spearman correlations
 over the grid (by default `askwise eval`'s 5x5; the folder's own config gives the items).
+`--list-words-scale 0.5` also prices every list at half its words (rounded): shorter lists.
 
     python benchmarks/list_quality_bound.py runs/eval-v13-a002
 """
@@ -38,11 +39,19 @@ def list_f1(episode: Episode, item, scenario: str) -> float:
                for j, r in enumerate(item.interpretations))
 
 
+def words(episode: Episode, list_scale: float) -> int:
+    if Action(episode.forced) is Action.MULTI_ANSWER:
+        return round(episode.words * list_scale)
+    return episode.words
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("eval_dir", type=Path, help="an `askwise eval` folder with episodes-always-*.jsonl")
     parser.add_argument("--alphas", type=float, nargs="+", default=EvalConfig().alphas)
     parser.add_argument("--betas", type=float, nargs="+", default=EvalConfig().betas)
+    parser.add_argument("--list-words-scale", type=float, default=1.0,
+                        help="price each forced list at this fraction of its words")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     config = EvalConfig.model_validate(json.loads((args.eval_dir / "eval_config.json").read_text()))
@@ -56,7 +65,8 @@ def main() -> None:
         f1 = {name: {e.item_id: list_f1(e, items[e.item_id], scenario) for e in eps} for name, eps in forced.items()}
         cells = []
         for costs in grid:
-            fixed = {name: {e.item_id: reward(f1[name][e.item_id], e.questions, e.words, costs) for e in eps}
+            fixed = {name: {e.item_id: reward(f1[name][e.item_id], e.questions, words(e, args.list_words_scale), costs)
+                            for e in eps}
                      for name, eps in forced.items()}
             cells.append({"alpha": costs.alpha, "beta": costs.beta, **oracle(fixed)})
         results[scenario] = {
@@ -73,7 +83,8 @@ def main() -> None:
             row = [c["multi_rate"] for c in cells if c["alpha"] == a]
             print(f"alpha {a:g} | " + " | ".join(f"{r:.2f}" for r in row))
     if args.json:
-        args.json.write_text(json.dumps({"eval_dir": str(args.eval_dir), "items": len(items), **results}, indent=1))
+        args.json.write_text(json.dumps({"eval_dir": str(args.eval_dir), "items": len(items),
+                                         "list_words_scale": args.list_words_scale, **results}, indent=1))
 
 
 if __name__ == "__main__":
