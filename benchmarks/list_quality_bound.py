@@ -13,7 +13,8 @@ For each it prints the oracle's multi-answer rate per cell and its two Spearman 
 over the grid (by default `askwise eval`'s 5x5; the folder's own config gives the items).
 `--list-words-scale 0.5` also prices every list at half its words (rounded): shorter lists.
 
-    python benchmarks/list_quality_bound.py runs/eval-v13-a002
+    mkdir runs/forced-v13 && tar xzf benchmarks/results/forced-v13-dev-200.tar.gz -C runs/forced-v13
+    python benchmarks/list_quality_bound.py runs/forced-v13   # v13's forced episodes, 200 dev items
 """
 
 import argparse
