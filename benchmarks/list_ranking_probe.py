@@ -16,7 +16,8 @@ cannot tell those items apart from their prompts.
         /tmp/v14-grow.jsonl --items 400 --seed 7 --alpha 0.02 --beta 0.001 --split-at 200
 
 `--items` and `--seed` must be the grow's (`train_items`, `seed` in its config.json), so that
-the items carry the documents the grow played them with.
+the items carry the documents the grow played them with. v13's forced episodes of 200 dev
+items, for `--split dev --items 200 --seed 0`, are in `results/forced-v13-dev-200.tar.gz`.
 """
 
 import argparse
