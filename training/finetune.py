@@ -220,8 +220,8 @@ def cost_contrast_loss(logits, targets: list[int], owners: list[int]):
     group's examples; only groups whose examples want different actions count.
 
     Why: the examples of a group are one prompt under several cost pairs. Plain SFT lets the
-    model fit the share of each action in the group while ignoring the costs (v1 did, after
-    4 epochs on a GPU: README). Centring removes what the examples have in common, so the
+    model fit the share of each action in the group while ignoring the costs (docs/training.md,
+    "Cost contrast"). Centring removes what the examples have in common, so the
     only way to lower this loss is to make the action depend on what differs: the costs.
     """
     import torch
@@ -253,29 +253,28 @@ def action_tag_ids(tokenizer) -> list[int]:
 def _mixed_precision() -> str:
     import torch
 
-    from askwise.policy.engines.transformers_engine import _cpu_has_native_bf16
+    from askwise.policy.hardware import cpu_has_native_bf16
 
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if _cpu_has_native_bf16() else "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
 
 
 def machine() -> dict:
-    """What a run's tokens/s depend on, for its report: the same recipe ran 3.6x slower on an
-    AVX2-only CPU, where the fine-tune cannot autocast to bf16, than on the machine before
-    (benchmarks/results/bootstrap-speed-avx2-cpu.json), and that machine's flags were lost."""
+    """What a run's tokens/s depend on, for its report: the CPU's vector extensions decide
+    whether the fine-tune autocasts to bf16, and the same recipe runs several times slower
+    in fp32 on an AVX2-only CPU (docs/benchmarks.md)."""
     import os
     import platform
 
     import torch
 
-    from askwise.policy.engines.transformers_engine import cpu_info
+    from askwise.policy.hardware import cpu_info, cpu_simd
 
-    fields = cpu_info()
-    info = {"cpu": fields.get("model name", platform.machine()), "cpus": os.cpu_count(),
+    info = {"cpu": cpu_info().get("model name", platform.machine()), "cpus": os.cpu_count(),
             "mixed_precision": _mixed_precision(), "torch": torch.__version__}
-    if "flags" in fields:
-        info["cpu_simd"] = sorted({f for f in fields["flags"].split() if f.startswith(("avx", "amx"))})
+    if simd := cpu_simd():
+        info["cpu_simd"] = simd
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -316,7 +315,7 @@ def _save_checkpoint(accelerator, state_dir: Path, step: int) -> None:
     if accelerator.is_main_process:
         (partial / "step.json").write_text(json.dumps({"step": step}))
         partial.rename(done)
-        for older in state_dir.iterdir():  # earlier checkpoints, and the files of the old layout
+        for older in state_dir.iterdir():  # earlier checkpoints, and loose files from a flat layout
             if older.is_dir() and older != done:
                 shutil.rmtree(older)
             elif older.is_file():
@@ -325,8 +324,8 @@ def _save_checkpoint(accelerator, state_dir: Path, step: int) -> None:
 
 
 def _last_checkpoint(state_dir: Path) -> Path | None:
-    """The complete checkpoint with the most steps. `state_dir` itself counts: earlier versions
-    saved their one checkpoint straight into it, and a run they started resumes here."""
+    """The complete checkpoint with the most steps. `state_dir` itself counts too, so a run
+    whose one checkpoint sits straight in it (the flat layout) resumes from it."""
     if not state_dir.is_dir():
         return None
     complete = [d for d in (state_dir, *state_dir.iterdir()) if (d / "step.json").is_file()]
@@ -339,7 +338,7 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     """Train on `examples`; write the adapter (or full model) to `out`. Resumes from `out/state`."""
     import torch
     from accelerate import Accelerator
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     if (out / DONE_MARKER).exists():
         return FinetuneStats(**json.loads((out / DONE_MARKER).read_text()))
@@ -351,82 +350,34 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     encoded, dropped = encode_examples(tokenizer, examples, config.max_seq_len, config.share_prefixes)
     if not encoded:
         raise ValueError("no training examples fit in max_seq_len")
-
     packed = (accelerator.device.type == "cpu" if config.packed_attention is None
               else config.packed_attention)
-    attention = {"attn_implementation": packed_attention.register()} if packed else {}
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **attention)
-    if config.lora:
-        from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
-
-        if init_adapter is not None:
-            # The adapter's saved config holds the dropout of the run that made it; this
-            # run's is the one in `config`.
-            adapter_config = PeftConfig.from_pretrained(str(init_adapter))
-            adapter_config.lora_dropout = config.lora_dropout
-            model = PeftModel.from_pretrained(model, str(init_adapter), config=adapter_config,
-                                              is_trainable=True)
-        else:
-            model = get_peft_model(model, LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                target_modules=config.lora_targets, task_type="CAUSAL_LM"))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-
-    batches = _batches(encoded, config.batch_size, config.seed)
-    per_epoch = math.ceil(len(batches) / accelerator.num_processes)
-    total_steps = max(1, math.ceil(per_epoch * config.epochs))
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    model = _load_model(base, config, init_adapter, packed)
+    mine, total_steps = _schedule(encoded, config, accelerator)
+    optimizer, scheduler = _optimizer(model, learning_rate, total_steps, config)
     # The scheduler stays outside `prepare`: accelerate would step it once per process per
     # step, and `total_steps` already counts steps per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    state_dir = out / "state"
+    step = resumed_from_step = _resume(accelerator, state_dir)
 
-    state_dir, step = out / "state", 0
-    if (last := _last_checkpoint(state_dir)) is not None:
-        accelerator.load_state(str(last))
-        step = json.loads((last / "step.json").read_text())["step"]
-
-    # Each process takes every num_processes-th batch; epochs repeat the shuffled order.
-    schedule = [batches[i % len(batches)] for i in range(total_steps * accelerator.num_processes)]
-    mine = schedule[accelerator.process_index::accelerator.num_processes]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tag_ids = action_tag_ids(tokenizer) if config.cost_contrast_weight else []
     model.train()
-    resumed_from_step = step
     started, train_tokens, target_tokens, loss_value = time.monotonic(), 0, 0, float("nan")
     with tqdm(total=total_steps, initial=step, desc=desc, unit="step",
               disable=not accelerator.is_local_main_process) as bar:
         while step < total_steps:
-            input_ids, mask, positions, labels, weights, keep = (
-                t.to(accelerator.device) if hasattr(t, "to") else t
-                for t in _collate(encoded, mine[step], pad_id, config.selective_logits,
-                                  config.action_loss_weight))
-            spans = {"packed_spans": packed_spans(encoded, mine[step])} if packed else {}
-            with accelerator.autocast():
-                logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                               logits_to_keep=keep, **spans).logits
-            per_token = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                reduction="none")
-            loss = (per_token * weights.reshape(-1)).sum() / weights.sum()
-            if tag_ids:
-                rows, cols, targets, owners = _tag_targets(encoded, mine[step], tag_ids)
-                if rows:
-                    cols_t = torch.as_tensor(cols, device=logits.device)
-                    if torch.is_tensor(keep):  # selective logits: columns of `keep`
-                        cols_t = torch.searchsorted(keep, cols_t)
-                    tag_logits = logits[torch.as_tensor(rows, device=logits.device), cols_t][:, tag_ids]
-                    loss = loss + config.cost_contrast_weight * cost_contrast_loss(
-                        tag_logits.float(), targets, owners)
+            loss, targets = _batch_loss(model, accelerator, encoded, mine[step], pad_id, tag_ids,
+                                        packed, config)
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
             train_tokens += sum(len(encoded[i]) for i in mine[step])
+            target_tokens += targets
             step += 1
-            target_tokens += int((labels != -100).sum())
             loss_value = float(loss.detach())
             bar.update()
             bar.set_postfix(loss=f"{loss_value:.3f}")
@@ -437,16 +388,104 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
                           train_tokens=train_tokens, target_tokens=target_tokens,
                           seconds=time.monotonic() - started, final_loss=loss_value,
                           resumed_from_step=resumed_from_step)
+    _save_final(accelerator, model, tokenizer, out, base, config, init_adapter, stats)
+    return stats
+
+
+def _load_model(base: Path, config: TrainConfig, init_adapter: Path | None, packed: bool):
+    """The base model in fp32 (autocast does the rest), wrapped in a trainable LoRA adapter
+    (a fresh one, or `init_adapter` continued) unless the run fine-tunes every weight."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    attention = {"attn_implementation": packed_attention.register()} if packed else {}
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **attention)
+    if not config.lora:
+        return model
+    from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
+
+    if init_adapter is None:
+        return get_peft_model(model, LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=config.lora_targets, task_type="CAUSAL_LM"))
+    # The adapter's saved config holds the dropout of the run that made it; this run's is the
+    # one in `config`.
+    adapter_config = PeftConfig.from_pretrained(str(init_adapter))
+    adapter_config.lora_dropout = config.lora_dropout
+    return PeftModel.from_pretrained(model, str(init_adapter), config=adapter_config, is_trainable=True)
+
+
+def _schedule(encoded: list[Group], config: TrainConfig, accelerator) -> tuple[list[list[int]], int]:
+    """This process's batches, one per optimizer step, and the number of steps: each process
+    takes every num_processes-th batch, and epochs repeat the shuffled order."""
+    batches = _batches(encoded, config.batch_size, config.seed)
+    processes = accelerator.num_processes
+    total_steps = max(1, math.ceil(math.ceil(len(batches) / processes) * config.epochs))
+    schedule = [batches[i % len(batches)] for i in range(total_steps * processes)]
+    return schedule[accelerator.process_index::processes], total_steps
+
+
+def _optimizer(model, learning_rate: float, total_steps: int, config: TrainConfig):
+    """AdamW over the trainable weights, with linear warm-up and linear decay."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    return optimizer, scheduler
+
+
+def _resume(accelerator, state_dir: Path) -> int:
+    """Load the last complete checkpoint, if any; the step it reached (0 for a fresh run)."""
+    if (last := _last_checkpoint(state_dir)) is None:
+        return 0
+    accelerator.load_state(str(last))
+    return json.loads((last / "step.json").read_text())["step"]
+
+
+def _batch_loss(model, accelerator, encoded: list[Group], batch: list[int], pad_id: int,
+                tag_ids: list[int], packed: bool, config: TrainConfig):
+    """The weighted cross-entropy of one batch's replies, plus the cost-contrast loss on its
+    action tags; and how many target tokens it had."""
+    import torch
+
+    input_ids, mask, positions, labels, weights, keep = (
+        t.to(accelerator.device) if hasattr(t, "to") else t
+        for t in _collate(encoded, batch, pad_id, config.selective_logits, config.action_loss_weight))
+    spans = {"packed_spans": packed_spans(encoded, batch)} if packed else {}
+    with accelerator.autocast():
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                       logits_to_keep=keep, **spans).logits
+    per_token = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+        reduction="none")
+    loss = (per_token * weights.reshape(-1)).sum() / weights.sum()
+    if tag_ids:
+        rows, cols, targets, owners = _tag_targets(encoded, batch, tag_ids)
+        if rows:
+            cols_t = torch.as_tensor(cols, device=logits.device)
+            if torch.is_tensor(keep):  # selective logits: columns of `keep`
+                cols_t = torch.searchsorted(keep, cols_t)
+            tag_logits = logits[torch.as_tensor(rows, device=logits.device), cols_t][:, tag_ids]
+            loss = loss + config.cost_contrast_weight * cost_contrast_loss(
+                tag_logits.float(), targets, owners)
+    return loss, int((labels != -100).sum())
+
+
+def _save_final(accelerator, model, tokenizer, out: Path, base: Path, config: TrainConfig,
+                init_adapter: Path | None, stats: FinetuneStats) -> None:
+    """Write the adapter (or model) with its askwise.json, drop the resumable state, and mark
+    the folder done so a rerun skips it."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(out)
+        accelerator.unwrap_model(model).save_pretrained(out)
         if not config.lora:
             tokenizer.save_pretrained(out)
         write_meta(out, kind="lora" if config.lora else "full", prompt_format=PROMPT_FORMAT_VERSION,
                    base=str(base), setting=config.setting,
                    **trained_grid(init_adapter, config.train_alphas, config.train_betas))
-        shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(out / "state", ignore_errors=True)
         (out / DONE_MARKER).write_text(json.dumps(stats.__dict__))
     accelerator.wait_for_everyone()
-    return stats

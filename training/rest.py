@@ -84,69 +84,23 @@ def train(config: TrainConfig) -> Path:
     if state.is_main_process:
         config.save(out / "config.json")
     base = config.base_model or ensure_base_checkpoint()
-    grounded = config.setting == "grounded"
     pool = load_ambigqa("train", limit=config.train_items + config.bootstrap_items,
-                        grounded=grounded, seed=config.seed)
+                        grounded=config.setting == "grounded", seed=config.seed)
     items, boot_items = pool[:config.train_items], pool[config.train_items:]
-    by_id = {item.id: item for item in items}
-    grid = config.train_grid()
     report: dict = {"config": json.loads(config.model_dump_json()), "machine": machine(),
                     "iterations": []}
 
-    # `current` is what the next grow plays: an adapter on `base`, or a full checkpoint.
+    # `adapter` on `base` is what the next grow plays (or, without LoRA, `base` alone).
     adapter = config.init_adapter
     if config.bootstrap_items:
-        # From an init adapter too: that carries a policy trained on an older prompt format
-        # over to the current one (it knows the actions, but not where things now stand).
-        examples = demonstrations(boot_items, grid, config.max_questions, config.seed,
-                                  tuple(Action(a) for a in config.bootstrap_actions),
-                                  config.list_labels)
-        weight = config.bootstrap_action_loss_weight
-        boot_config = config if weight is None else config.model_copy(update={"action_loss_weight": weight})
-        stats = finetune(examples, base, out / "bootstrap", boot_config, config.bootstrap_learning_rate,
-                         init_adapter=adapter, desc="bootstrap")
-        report["bootstrap"] = {"items": len(boot_items), **stats.__dict__,
-                               "tokens_per_s": stats.tokens_per_s}
+        report["bootstrap"] = _bootstrap(config, boot_items, base, adapter, out / "bootstrap")
         adapter, base = _advance(config, out / "bootstrap", base)
         _release_memory()
 
-    params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature)
     for iteration in range(1, config.iterations + 1):
         folder = out / f"iter-{iteration}"
         folder.mkdir(exist_ok=True)
-        specs = grow_specs(items, config, iteration)
-        started = time.monotonic()
-        # Under `accelerate launch` one process plays (the rollout server uses the GPU it
-        # is given) while the others wait; all of them then fine-tune on the same episodes.
-        played = {e.key for e in load_episodes(folder / "episodes.jsonl")}
-        # A resumed run whose grow is complete starts no rollout server.
-        if state.is_main_process and any(spec.key not in played for spec in specs):
-            asyncio.run(play(config, base, adapter, specs, params, folder / "episodes.jsonl",
-                             f"grow {iteration}", folder))
-        state.wait_for_everyone()
-        keys = {spec.key for spec in specs}
-        episodes = [e for e in load_episodes(folder / "episodes.jsonl") if e.key in keys]
-        grow_s = time.monotonic() - started
-        fresh = len(keys - played)
-        choices = improve(items, episodes, grid, config.min_reward)
-        kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration,
-                                   balanced=config.example_selection == "balanced")
-        examples = training_examples(kept, by_id, config.max_questions)
-        table = best_action_table(choices)
-        summary = {
-            "iteration": iteration, "episodes": len(episodes), "grow_seconds": grow_s,
-            # Only what this run played: a resumed run would otherwise report a rate of
-            # thousands of episodes/s for a grow it only read back.
-            "episodes_per_s": fresh / grow_s if fresh and grow_s > 0 else None,
-            "cost_pairs_per_episode": len(grid), "kept_choices": len(choices),
-            "trained_choices": len(kept), "sft_examples": len(examples),
-            "mean_f1": sum(e.f1 for e in episodes) / max(1, len(episodes)),
-            "best_action_by_costs": {f"alpha={a:g} beta={b:g}": v for (a, b), v in table.items()},
-        }
-        # Written before the fine-tune too: what improve kept is worth reading during hours
-        # of CPU fine-tuning, and it is all a --grow-only run leaves.
-        if state.is_main_process:
-            (folder / "improve.json").write_text(json.dumps(summary, indent=2) + "\n")
+        examples, summary = _grow_and_improve(config, state, items, base, adapter, folder, iteration)
         if config.grow_only:
             state.wait_for_everyone()
             return folder
@@ -165,6 +119,63 @@ def train(config: TrainConfig) -> Path:
         (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     state.wait_for_everyone()
     return final
+
+
+def _bootstrap(config: TrainConfig, boot_items: list[Item], base: Path, adapter: Path | None,
+               out: Path) -> dict:
+    """Fine-tune on format demonstrations built from `boot_items`' annotations; its report.
+
+    From an init adapter too: that carries a policy trained on an older prompt format over to
+    the current one (it knows the actions, but not where things now stand)."""
+    examples = demonstrations(boot_items, config.train_grid(), config.max_questions, config.seed,
+                              tuple(Action(a) for a in config.bootstrap_actions), config.list_labels)
+    weight = config.bootstrap_action_loss_weight
+    boot_config = config if weight is None else config.model_copy(update={"action_loss_weight": weight})
+    stats = finetune(examples, base, out, boot_config, config.bootstrap_learning_rate,
+                     init_adapter=adapter, desc="bootstrap")
+    return {"items": len(boot_items), **stats.__dict__, "tokens_per_s": stats.tokens_per_s}
+
+
+def _grow_and_improve(config: TrainConfig, state, items: list[Item], base: Path,
+                      adapter: Path | None, folder: Path, iteration: int) -> tuple[list, dict]:
+    """Play (or finish playing) the iteration's episodes, keep the best per (item, cost pair),
+    and write improve.json; the fine-tuning examples and the iteration's summary."""
+    grid = config.train_grid()
+    specs = grow_specs(items, config, iteration)
+    params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature)
+    started = time.monotonic()
+    # Under `accelerate launch` one process plays (the rollout server uses the GPU it is
+    # given) while the others wait; all of them then fine-tune on the same episodes.
+    played = {e.key for e in load_episodes(folder / "episodes.jsonl")}
+    # A resumed run whose grow is complete starts no rollout server.
+    if state.is_main_process and any(spec.key not in played for spec in specs):
+        asyncio.run(play(config, base, adapter, specs, params, folder / "episodes.jsonl",
+                         f"grow {iteration}", folder))
+    state.wait_for_everyone()
+    keys = {spec.key for spec in specs}
+    episodes = [e for e in load_episodes(folder / "episodes.jsonl") if e.key in keys]
+    grow_s = time.monotonic() - started
+    fresh = len(keys - played)
+    choices = improve(items, episodes, grid, config.min_reward)
+    kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration,
+                               balanced=config.example_selection == "balanced")
+    examples = training_examples(kept, {item.id: item for item in items}, config.max_questions)
+    summary = {
+        "iteration": iteration, "episodes": len(episodes), "grow_seconds": grow_s,
+        # Only what this run played: a resumed run would otherwise report a rate of
+        # thousands of episodes/s for a grow it only read back.
+        "episodes_per_s": fresh / grow_s if fresh and grow_s > 0 else None,
+        "cost_pairs_per_episode": len(grid), "kept_choices": len(choices),
+        "trained_choices": len(kept), "sft_examples": len(examples),
+        "mean_f1": sum(e.f1 for e in episodes) / max(1, len(episodes)),
+        "best_action_by_costs": {f"alpha={a:g} beta={b:g}": v
+                                 for (a, b), v in best_action_table(choices).items()},
+    }
+    # Written before the fine-tune too: what improve kept is worth reading during hours of CPU
+    # fine-tuning, and it is all a --grow-only run leaves.
+    if state.is_main_process:
+        (folder / "improve.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return examples, summary
 
 
 def _release_memory() -> None:

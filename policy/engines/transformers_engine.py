@@ -22,11 +22,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..hardware import cpu_has_native_bf16
 from .base import (
-    ChatMessages, Completion, Engine, EngineError, EngineRejected, EngineUnavailable,
-    SamplingParams, StreamChunk, UnknownModel,
+    ChatMessages,
+    Completion,
+    Engine,
+    EngineError,
+    EngineRejected,
+    EngineUnavailable,
+    SamplingParams,
+    StreamChunk,
+    UnknownModel,
 )
-
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +57,6 @@ class _Request:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
         except RuntimeError:  # the caller's event loop is gone
             self.cancelled = True
-
-
-def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
-    """The first CPU's fields in /proc/cpuinfo ("model name", "flags", ...); empty off Linux."""
-    try:
-        with open(path) as handle:
-            first_cpu = handle.read().split("\n\n")[0].splitlines()
-    except OSError:
-        return {}
-    return {key.strip(): value.strip() for key, value in
-            (line.split(":", 1) for line in first_cpu if ":" in line)}
-
-
-def _cpu_has_native_bf16() -> bool:
-    """With AVX512-BF16 or AMX, batched bf16 ran at 1.96x fp32 (benchmarks/engine_batching.py,
-    README); where bf16 is emulated it is slower than fp32."""
-    flags = cpu_info().get("flags", "").split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class TransformersEngine(Engine):
@@ -105,7 +94,7 @@ class TransformersEngine(Engine):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "TransformersEngine":
+    def start(self) -> TransformersEngine:
         """Load the model in the worker thread; returns at once (see `check_ready`)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name="askwise-engine", daemon=True)
@@ -217,7 +206,7 @@ class TransformersEngine(Engine):
         device = self.device_name
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        fast_bf16 = device.startswith("cuda") or _cpu_has_native_bf16()
+        fast_bf16 = device.startswith("cuda") or cpu_has_native_bf16()
         dtype = {"auto": torch.bfloat16 if fast_bf16 else torch.float32,
                  "float32": torch.float32, "bfloat16": torch.bfloat16,
                  "float16": torch.float16}[self.dtype_name]

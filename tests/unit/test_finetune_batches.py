@@ -3,7 +3,6 @@ import torch
 
 from askwise.training.finetune import Group, _batches, _collate, _tag_targets, cost_contrast_loss
 
-
 GROUPS = [
     Group([1, 2, 3], [([4, 5, 6], 2, 1), ([7, 8], 1, 1)]),  # one prefix, two cost pairs
     Group([], [([9, 10, 11, 12], 3, 2)]),  # an example that shares nothing
@@ -83,7 +82,7 @@ def test_cost_contrast_loss_ignores_what_a_prompts_examples_share():
 
 
 def test_cpu_info_reads_the_first_cpu_and_strips_the_padding_around_its_keys(tmp_path):
-    from askwise.policy.engines.transformers_engine import cpu_info
+    from askwise.policy.hardware import cpu_info
 
     listing = tmp_path / "cpuinfo"
     listing.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\n"

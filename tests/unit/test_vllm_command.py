@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from askwise.policy import vllm_cpu
-from askwise.policy.engines import transformers_engine
+from askwise.policy import hardware, vllm_cpu
 
 
 def _dtype(server: vllm_cpu.VLLMServer) -> str:
@@ -15,10 +14,10 @@ def _dtype(server: vllm_cpu.VLLMServer) -> str:
 
 @pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
 def test_dtype_follows_native_bf16(monkeypatch, native, expected):
-    monkeypatch.setattr(transformers_engine, "_cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native)
     assert _dtype(vllm_cpu.VLLMServer(model=Path("m"))) == expected
 
 
 def test_an_explicit_dtype_wins(monkeypatch):
-    monkeypatch.setattr(transformers_engine, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
     assert _dtype(vllm_cpu.VLLMServer(model=Path("m"), dtype="bfloat16")) == "bfloat16"

