@@ -41,13 +41,36 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+# The packages each optional dependency group brings, by the module name they import as: a
+# command that needs one of them names the group to install instead of failing on an import.
+EXTRAS = {
+    "serve": {"torch", "transformers", "gguf", "safetensors", "tokenizers", "peft", "fastapi",
+              "uvicorn", "aiohttp", "prometheus_client"},
+    "train": {"accelerate", "matplotlib"},
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
-    return args.handler(args)
+    from askwise.policy.checkpoints import CheckpointError
+
+    try:
+        return args.handler(args)
+    except CheckpointError as exc:  # a missing or wrong model: what to install or pass says it all
+        print(f"askwise: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        extra = next((name for name, modules in EXTRAS.items() if top in modules), None)
+        if extra is None:
+            raise
+        print(f"askwise: this command needs {top}, which the '{extra}' extra installs: "
+              f"pip install 'askwise[{extra}]'", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

