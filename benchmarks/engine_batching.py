@@ -20,7 +20,6 @@ from askwise.policy.checkpoints import ensure_base_checkpoint
 from askwise.policy.engines import SamplingParams
 from askwise.policy.engines.transformers_engine import TransformersEngine
 
-
 TOPICS = ["the sea", "a city", "a cat", "the moon", "a train", "rain", "a forest", "music",
           "a bridge", "winter", "a library", "the desert", "a garden", "a storm", "a river", "bread"]
 

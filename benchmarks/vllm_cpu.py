@@ -27,7 +27,6 @@ from askwise.policy.vllm_cpu import VLLMServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import free_port  # noqa: E402
 
-
 QUESTIONS = ["Who won the world cup?", "When did the bridge open?", "Who wrote the song?",
              "What is the capital?", "How tall is the tower?", "Who is the president?",
              "When was it built?", "Who sang it first?"]

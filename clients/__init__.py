@@ -3,9 +3,20 @@
 from askwise.policy.actions import Action
 
 from .sdk import (
-    AskwiseClient, AskwiseError, AsyncAskwiseClient, AsyncConversation, AuthenticationError,
-    BadRequestError, ConnectionFailed, Conversation, NotFoundError, RateLimitError,
-    RequestTooLargeError, ServerError, StreamEvent, build_request,
+    AskwiseClient,
+    AskwiseError,
+    AsyncAskwiseClient,
+    AsyncConversation,
+    AuthenticationError,
+    BadRequestError,
+    ConnectionFailed,
+    Conversation,
+    NotFoundError,
+    RateLimitError,
+    RequestTooLargeError,
+    ServerError,
+    StreamEvent,
+    build_request,
 )
 
 __all__ = [

@@ -179,7 +179,7 @@ class AskwiseClient(_Base):
         self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=self.timeout,
                                   transport=transport)
 
-    def __enter__(self) -> "AskwiseClient":
+    def __enter__(self) -> AskwiseClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -240,7 +240,7 @@ class AskwiseClient(_Base):
         except httpx.TransportError:
             return False
 
-    def conversation(self, **options) -> "Conversation":
+    def conversation(self, **options) -> Conversation:
         return Conversation(self, **options)
 
 
@@ -254,7 +254,7 @@ class AsyncAskwiseClient(_Base):
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers,
                                        timeout=self.timeout, transport=transport)
 
-    async def __aenter__(self) -> "AsyncAskwiseClient":
+    async def __aenter__(self) -> AsyncAskwiseClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -305,7 +305,7 @@ class AsyncAskwiseClient(_Base):
     async def presets(self) -> dict:
         return (await self._send("GET", "/v1/presets")).json()
 
-    def conversation(self, **options) -> "AsyncConversation":
+    def conversation(self, **options) -> AsyncConversation:
         return AsyncConversation(self, **options)
 
 

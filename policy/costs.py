@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 DEFAULT_PRESET = "default"
 # F1 is at most 1, so a cost above 1 already rules its action out; the bound only keeps
 # cost * words finite (a beta of 1e308 would make the reported cost infinity, not JSON).

@@ -22,7 +22,6 @@ from typing import Literal
 from .actions import Action, format_action, parse_action, parse_interpretations
 from .costs import Costs, format_cost
 
-
 PROMPT_FORMAT_VERSION = "askwise-prompt-2"
 
 Role = Literal["system", "user", "assistant"]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from .actions import Action
 from .costs import Costs
 
-
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 _WORD = re.compile(r"\S+")

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 from .errors import APIError
 
-
 Release = Callable[[], None]
 
 
@@ -68,7 +67,7 @@ class Admission:
         self._changed()
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self.queue_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if waiter.done():
                 return  # the slot came as the clock ran out
             self._leave_queue(waiter)

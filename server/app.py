@@ -22,7 +22,6 @@ from .routes import chat, demo, info, openai_compat
 from .service import ChatService
 from .settings import Settings
 
-
 log = logging.getLogger("askwise.server")
 
 DEFAULT_MODEL_NAME = "askwise-default"

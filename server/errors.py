@@ -16,7 +16,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from askwise.policy.engines import EngineError
 
-
 log = logging.getLogger(__name__)
 
 _TYPES = {
@@ -39,7 +38,7 @@ class APIError(Exception):
         return error_body(self.status, self.message, self.param, self.code)
 
     @classmethod
-    def from_engine(cls, exc: EngineError) -> "APIError":
+    def from_engine(cls, exc: EngineError) -> APIError:
         return cls(exc.status, exc.message, param=exc.param, code=exc.code, retry_after=exc.retry_after)
 
 

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from askwise.policy.actions import Action
 from askwise.policy.costs import CostOverrides
 
-
 Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 MaxTokens = Annotated[int, Field(ge=1)]

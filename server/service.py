@@ -13,12 +13,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from askwise.policy.actions import (
-    ACTION_STOP, ActionStreamParser, ParsedAction, action_prefixes, action_regex, parse_action,
+    ACTION_STOP,
+    ActionStreamParser,
+    ParsedAction,
+    action_prefixes,
+    action_regex,
+    parse_action,
 )
 from askwise.policy.costs import CostOverrides, Costs, Preset, UnknownPresetError, resolve_costs
 from askwise.policy.engines import Completion, Engine, EngineError, SamplingParams
 from askwise.policy.prompt import (
-    PROMPT_FORMAT_VERSION, Document, Turn, allowed_actions, render_prompt,
+    PROMPT_FORMAT_VERSION,
+    Document,
+    Turn,
+    allowed_actions,
+    render_prompt,
 )
 from askwise.policy.reward import count_words, turn_cost
 

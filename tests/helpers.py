@@ -27,7 +27,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 300) -> "ServerProcess":
+    def start(self, timeout_s: float = 300) -> ServerProcess:
         self.process = subprocess.Popen(self.args, stdout=open(self.log, "wb"),
                                         stderr=subprocess.STDOUT, env=self.env,
                                         start_new_session=True)

@@ -27,7 +27,6 @@ from askwise.policy import Action, Costs, Interpretation, Turn, format_action, r
 from .data import Item, item_rng
 from .simulator import ReferenceSimulator
 
-
 ListLabels = Literal["question", "difference"]
 
 
@@ -81,7 +80,7 @@ def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, see
         guess = item.interpretations[rng.choices(range(len(weights)), weights=weights)[0]]
         turns = [Turn("user", item.query)]
 
-        def example(reply_action: Action, message: str, readings=()):
+        def example(reply_action: Action, message: str, readings=(), turns=turns, costs=costs, item=item):
             reply = format_action(reply_action, message, readings)
             examples.append((render_prompt(turns, costs, item.documents, max_questions), reply))
 

@@ -131,7 +131,7 @@ class TrainConfig(BaseModel):
     torch_threads: int = Field(2, ge=1, description="CPU threads for torch (1 when sharing cores).")
 
     @model_validator(mode="after")
-    def _grid_is_valid(self) -> "TrainConfig":
+    def _grid_is_valid(self) -> TrainConfig:
         for value in self.train_alphas + self.train_betas:
             Costs(alpha=float(value), beta=0.0)  # finite and >= 0, as the server demands
         if self.iterations == 0 and self.bootstrap_items == 0:
@@ -147,5 +147,5 @@ class TrainConfig(BaseModel):
         path.write_text(self.model_dump_json(indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path, **overrides) -> "TrainConfig":
+    def load(cls, path: Path, **overrides) -> TrainConfig:
         return cls(**{**json.loads(Path(path).read_text()), **overrides})

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from askwise.policy import Document
 
-
 DATA_DIR = Path(__file__).parent / "data"
 AMBIGQA_FILES = {"train": "ambigqa/train_light.json", "dev": "ambigqa/dev_light.json"}
 MAX_INTERPRETATIONS = 6  # longer lists make multi-answers of 100+ words; such items are skipped

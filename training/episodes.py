@@ -29,8 +29,18 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from askwise.policy import (
-    ACTION_STOP, Action, Costs, Outcome, Turn, action_prefixes, allowed_actions, best_f1,
-    count_words, format_action, parse_action, render_prompt,
+    ACTION_STOP,
+    Action,
+    Costs,
+    Outcome,
+    Turn,
+    action_prefixes,
+    allowed_actions,
+    best_f1,
+    count_words,
+    format_action,
+    parse_action,
+    render_prompt,
 )
 from askwise.policy.engines.base import Engine, EngineError, SamplingParams
 
@@ -102,7 +112,7 @@ class Episode:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, line: str) -> "Episode":
+    def from_json(cls, line: str) -> Episode:
         return cls(**json.loads(line))
 
 

@@ -320,7 +320,7 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
             baselines.append(item_rewards([e for e in prompted if e.sample == index], by_id, costs))
         mine_by_item = item_rewards(mine, by_id, costs)
         cell["beats_all_baselines"] = bool(baselines) and all(beats(mine_by_item, b) for b in baselines)
-        # the target is worded as a plain "mean reward above"; `beats` is the stricter count
+        # a plain "mean reward above" every baseline; `beats` is the stricter count (> 2 SE)
         mine_mean = mean_reward(mine_by_item)
         cell["above_all_baselines"] = bool(baselines) and all(mine_mean > mean_reward(b) for b in baselines)
         cells.append(cell)

@@ -10,11 +10,12 @@ dialogue's turns that stand alone (`follow_up` false):
   one interpretation, but answering them without asking means guessing it;
 - any other standalone turn (except the user's reply to a clarification): the query and its
   `original_question` coincide in meaning; one interpretation.
-Dialogues whose documents exceed `MAX_DOCUMENT_CHARS` are left out. Gold answers: a span answer as is; a multi-span answer as its spans joined; a number as
-written and in plain decimal form, also with its scale word ("million") where one is given.
+Dialogues whose documents exceed `MAX_DOCUMENT_CHARS` are left out. Gold answers: a span
+answer as is; a multi-span answer as its spans joined; a number as written and in plain
+decimal form, also with its scale word ("million") where one is given.
 `load_pacific` alternates the two kinds, so a small evaluation sees both in equal numbers.
 
-The train split is not obtainable here (see data/README.md), so PACIFIC evaluates a policy
+The train split is not shipped (see data/README.md), so PACIFIC evaluates a policy
 trained on AmbigQA: a test of transfer to a new domain.
 """
 

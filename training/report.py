@@ -31,25 +31,33 @@ def write_markdown(summary: dict, path: Path) -> None:
     lines = [f"# Evaluation: {summary['dataset']} ({summary['setting']}), {summary['items']} items",
              "", f"Policy: `{summary['adapter'] or 'base model'}`. Cells marked * use an alpha or a "
              "beta never seen in training.", "",
-             "| target | value |", "| --- | --- |",
-             f"| cells where the policy beats every baseline (by more than 2 SE of the paired difference) | {summary['cells_beating_all_baselines']} / {len(cells)} |",
-             f"| ... of them unseen cells | {summary['unseen_cells_beating_all_baselines']} / {summary['unseen_cells']} |",
-             f"| cells where the policy's mean reward is above every baseline's (no margin) | "
-             f"{summary['cells_above_all_baselines']} / {len(cells)} |",
-             f"| Spearman(alpha, clarify rate) | {_num(summary['spearman_alpha_clarify'])} |",
-             f"| Spearman(beta, multi-answer rate) | {_num(summary['spearman_beta_multi'])} |"]
+             "| target | value |", "| --- | --- |"]
+
+    def row(label: str, value) -> None:
+        lines.append(f"| {label} | {value} |")
+
+    row("cells where the policy beats every baseline (by more than 2 SE of the paired difference)",
+        f"{summary['cells_beating_all_baselines']} / {len(cells)}")
+    row("... of them unseen cells",
+        f"{summary['unseen_cells_beating_all_baselines']} / {summary['unseen_cells']}")
+    row("cells where the policy's mean reward is above every baseline's (no margin)",
+        f"{summary['cells_above_all_baselines']} / {len(cells)}")
+    row("Spearman(alpha, clarify rate)", _num(summary["spearman_alpha_clarify"]))
+    row("Spearman(beta, multi-answer rate)", _num(summary["spearman_beta_multi"]))
     if "prompted_spearman_alpha_clarify" in summary:
-        lines += [f"| prompted base: Spearman(alpha, clarify rate) | {_num(summary['prompted_spearman_alpha_clarify'])} |",
-                  f"| prompted base: Spearman(beta, multi-answer rate) | {_num(summary['prompted_spearman_beta_multi'])} |"]
+        row("prompted base: Spearman(alpha, clarify rate)", _num(summary["prompted_spearman_alpha_clarify"]))
+        row("prompted base: Spearman(beta, multi-answer rate)", _num(summary["prompted_spearman_beta_multi"]))
     if "oracle" in summary:
         best = summary["oracle"]
-        lines += [f"| oracle (reward-maximising with these replies): Spearman(alpha, clarify rate) | {_num(best['spearman_alpha_clarify'])} |",
-                  f"| oracle: Spearman(beta, multi-answer rate) | {_num(best['spearman_beta_multi'])} |"]
+        row("oracle (reward-maximising with these replies): Spearman(alpha, clarify rate)",
+            _num(best["spearman_alpha_clarify"]))
+        row("oracle: Spearman(beta, multi-answer rate)", _num(best["spearman_beta_multi"]))
     if "readings_rule" in summary:
         rule = summary["readings_rule"]
-        lines += [f"| readings rule (bound, see below): cells beating every fixed strategy | {rule['cells_beating_fixed']} / {len(cells)} |",
-                  f"| readings rule: Spearman(alpha, clarify rate) | {_num(rule['spearman_alpha_clarify'])} |",
-                  f"| readings rule: Spearman(beta, multi-answer rate) | {_num(rule['spearman_beta_multi'])} |"]
+        row("readings rule (bound, see below): cells beating every fixed strategy",
+            f"{rule['cells_beating_fixed']} / {len(cells)}")
+        row("readings rule: Spearman(alpha, clarify rate)", _num(rule["spearman_alpha_clarify"]))
+        row("readings rule: Spearman(beta, multi-answer rate)", _num(rule["spearman_beta_multi"]))
         names = list(cells[0]["fixed"])
         rows = rule["f1_by_readings"].values()
         extra = [n for n in ("list_lines", "list_best_line_f1", "list_words") if any(n in r for r in rows)]

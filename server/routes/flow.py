@@ -19,7 +19,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ..errors import APIError
 from ..service import ChatService, Prepared, Reply, TurnRequest
 
-
 # nginx's status for "the client closed the connection first"; only metrics ever see it.
 CLIENT_CLOSED = 499
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -11,7 +11,6 @@ from askwise.policy.engines import EngineError
 from ..errors import APIError
 from ..service import now
 
-
 router = APIRouter(tags=["info"])
 
 

@@ -15,11 +15,13 @@ from askwise.policy.prompt import Turn
 
 from ..errors import APIError
 from ..protocol import (
-    ChatCompletion, ChatCompletionChoice, ChatCompletionMessage, OpenAIChatRequest,
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionMessage,
+    OpenAIChatRequest,
 )
 from ..service import Prepared, Reply, TurnRequest, documents_from, new_id, now
 from .flow import serve_turn
-
 
 router = APIRouter(tags=["openai"])
 

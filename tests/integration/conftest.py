@@ -2,9 +2,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ServerProcess, free_port, gateway
 
 from askwise.policy.checkpoints import ensure_base_checkpoint
-from helpers import ServerProcess, free_port, gateway
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 Real vLLM cannot be asked to send garbage, hang or crash on demand; this server can. The
 model name picks the failure. One model, "clarifier", behaves instead, deterministically: it
 asks a question on the first user turn and answers after the user's reply, so clients can be
-tested through a whole clarification round (a question with "every" in it gets a multi-answer). Run: python misbehaving_backend.py PORT
+tested through a whole clarification round (a question with "every" in it gets a
+multi-answer). Run: python misbehaving_backend.py PORT
 """
 
 import asyncio
@@ -13,7 +14,6 @@ import sys
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",

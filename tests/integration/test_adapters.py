@@ -8,7 +8,6 @@ from askwise.policy.checkpoints import merged_checkpoint, read_meta
 from askwise.policy.engines import SamplingParams
 from askwise.policy.engines.transformers_engine import TransformersEngine
 
-
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]
 
 

@@ -7,13 +7,17 @@ import time
 
 import pydantic
 import pytest
+from helpers import free_port, metric
 
 from askwise.client import (
-    AskwiseClient, AsyncAskwiseClient, BadRequestError, ConnectionFailed, RateLimitError,
+    AskwiseClient,
+    AsyncAskwiseClient,
+    BadRequestError,
+    ConnectionFailed,
+    RateLimitError,
 )
 from askwise.policy import Action
 from askwise.server.protocol import ChatResponse
-from helpers import free_port, metric
 
 DOCS = ["Hamlet was written by William Shakespeare around 1600."]
 

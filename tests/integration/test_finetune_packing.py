@@ -5,8 +5,8 @@ the real base model, the loss and its gradients equal those of one sequence per 
 import pytest
 
 from askwise.policy import Costs, Turn, render_prompt
-from askwise.training.data import load_ambigqa
 from askwise.training import packed_attention
+from askwise.training.data import load_ambigqa
 from askwise.training.finetune import _collate, encode_examples, packed_spans
 
 

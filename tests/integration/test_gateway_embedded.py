@@ -9,7 +9,6 @@ import pytest
 
 from askwise.policy.costs import load_presets
 
-
 ACTIONS = {"answer", "multi_answer", "clarify"}
 QUESTION = [{"role": "user", "content": "Who won the world cup?"}]
 PRESETS = load_presets()

@@ -6,9 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-
 from helpers import free_port, gateway
-
 
 USER = [{"role": "user", "content": "Who won?"}]
 
@@ -161,7 +159,7 @@ def test_error_after_stream_start_is_sent_in_band(flaky):
     with httpx.stream("POST", flaky.url + "/v1/chat/completions", timeout=30,
                       json={"model": "midstream-error", "messages": USER, "stream": True}) as r:
         assert r.status_code == 200
-        lines = [json.loads(l[6:]) for l in r.iter_lines() if l.startswith("data: {")]
+        lines = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     assert lines[-1]["error"]["type"] == "backend_error"
     client = openai.OpenAI(base_url=flaky.url + "/v1", api_key="x", max_retries=0)
     with pytest.raises(openai.APIError):

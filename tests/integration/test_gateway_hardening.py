@@ -11,9 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
 from helpers import gateway, metric, wait_for
-
 
 USER = [{"role": "user", "content": "Who won the world cup?"}]
 KEYS = ("sk-askwise-test-7Hq2", "sk-askwise-test-Zp9v")
@@ -91,7 +89,8 @@ def test_load_far_past_the_limit_mixes_no_replies(misbehaving_backend, logs):
 
 def test_hang_up_cancels_the_backend_request(misbehaving_backend, logs):
     server = routed(misbehaving_backend, logs, "--max-in-flight", "1")
-    holds = lambda: httpx.get(misbehaving_backend.url + "/stats").json()["open_holds"]
+    def holds():
+        return httpx.get(misbehaving_backend.url + "/stats").json()["open_holds"]
     try:
         # In flight: the client gives up after 1 s; the backend must stop generating too.
         with pytest.raises(httpx.ReadTimeout):

@@ -9,11 +9,9 @@ import json
 
 import httpx
 import pytest
+from helpers import gateway, metric, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from helpers import gateway, metric, wait_for
-
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

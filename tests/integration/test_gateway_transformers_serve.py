@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from helpers import ServerProcess, free_port, gateway
 
 

@@ -8,13 +8,14 @@ hundreds of generated requests cost seconds, not model time.
 
 import pytest
 import schemathesis
+from helpers import gateway
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
-    content_type_conformance, response_schema_conformance, status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
 )
-
-from helpers import gateway
 
 
 @pytest.fixture(scope="module")

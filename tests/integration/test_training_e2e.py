@@ -7,10 +7,10 @@ import sys
 
 import httpx
 import pytest
+from helpers import gateway
 
 from askwise.policy import PROMPT_FORMAT_VERSION
 from askwise.policy.checkpoints import read_meta
-from helpers import gateway
 
 TINY_TRAIN = ["--train-items", "3", "--bootstrap-items", "6", "--samples-per-action", "1",
               "--free-samples", "1", "--rollout-backend", "transformers", "--batch-size", "4",

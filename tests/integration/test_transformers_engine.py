@@ -7,7 +7,6 @@ import pytest
 from askwise.policy.engines import EngineRejected, SamplingParams, UnknownModel
 from askwise.policy.engines.transformers_engine import TransformersEngine
 
-
 QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "Name three colors.",
              "What is 2+2?"]
 

@@ -9,13 +9,12 @@ import json
 import httpx
 import openai
 import pytest
+from helpers import free_port, gateway
 
 from askwise.policy.actions import Action, action_regex, parse_action
 from askwise.policy.engines import SamplingParams, UnknownModel
 from askwise.policy.engines.openai_engine import OpenAIEngine
 from askwise.policy.vllm_cpu import VLLMServer
-from helpers import free_port, gateway
-
 
 pytestmark = pytest.mark.vllm
 QUESTION = [{"role": "user", "content": "Who won the world cup?"}]
@@ -81,7 +80,7 @@ def test_adapter_is_selected_by_model_name(routed):
 def test_streaming_through_the_gateway_from_vllm(routed):
     with httpx.stream("POST", routed.url + "/v1/chat", timeout=120,
                       json={"preset": "text", "stream": True, "messages": QUESTION, "max_tokens": 60}) as r:
-        events = [json.loads(l[6:]) for l in r.iter_lines() if l.startswith("data: {")]
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     assert events[0]["type"] == "action"
     final = events[-1]["response"]
     assert "".join(e["text"] for e in events if e["type"] == "delta") == final["message"]

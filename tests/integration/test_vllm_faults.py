@@ -17,10 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
-from askwise.policy.vllm_cpu import VLLMServer
 from helpers import free_port, gateway, metric, wait_for
 
+from askwise.policy.vllm_cpu import VLLMServer
 
 pytestmark = pytest.mark.vllm
 STORY = [{"role": "user", "content": "Tell me everything you know about the history of Paris, "
@@ -100,7 +99,8 @@ def test_requests_spread_over_both_replicas(replicas, pool_gateway):
 
 
 def test_replica_killed_mid_load_is_taken_out_then_back(replicas, pool_gateway):
-    up = lambda name: replica_metric(pool_gateway, "askwise_backend_replica_up", replicas.url(name))
+    def up(name):
+        return replica_metric(pool_gateway, "askwise_backend_replica_up", replicas.url(name))
     with ThreadPoolExecutor(1) as background:
         load = background.submit(ask, pool_gateway, 24, 32)
         time.sleep(3)  # requests are in flight on both replicas

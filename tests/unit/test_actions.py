@@ -2,7 +2,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from askwise.policy.actions import (
-    Action, ActionStreamParser, Interpretation, action_regex, format_action, parse_action,
+    Action,
+    ActionStreamParser,
+    Interpretation,
+    action_regex,
+    format_action,
+    parse_action,
 )
 
 
@@ -59,7 +64,9 @@ def test_regex_matches_formatted_actions():
         assert pattern.fullmatch(text), text
 
 
-one_line = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), min_size=1, max_size=40)
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+one_line = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=LINE_BREAKS),
+                   min_size=1, max_size=40)
 
 
 @settings(max_examples=300)

@@ -4,7 +4,12 @@ import pytest
 from pydantic import ValidationError
 
 from askwise.policy.costs import (
-    CostOverrides, Costs, UnknownPresetError, format_cost, load_presets, resolve_costs,
+    CostOverrides,
+    Costs,
+    UnknownPresetError,
+    format_cost,
+    load_presets,
+    resolve_costs,
 )
 
 

@@ -1,9 +1,13 @@
 from askwise.policy.actions import Action
 from askwise.policy.costs import Costs
 from askwise.policy.prompt import (
-    PROMPT_FORMAT_VERSION, Document, Turn, allowed_actions, questions_asked, render_prompt,
+    PROMPT_FORMAT_VERSION,
+    Document,
+    Turn,
+    allowed_actions,
+    questions_asked,
+    render_prompt,
 )
-
 
 COSTS = Costs(alpha=0.05, beta=0.02)
 

@@ -9,7 +9,12 @@ import asyncio
 import pytest
 
 from askwise.policy.engines import (
-    Completion, Engine, EngineUnavailable, EngineUnreachable, SamplingParams, StreamChunk,
+    Completion,
+    Engine,
+    EngineUnavailable,
+    EngineUnreachable,
+    SamplingParams,
+    StreamChunk,
 )
 from askwise.policy.engines.replicas import ReplicaSet
 

@@ -1,7 +1,14 @@
 from askwise.policy import Costs, Turn, render_prompt
 from askwise.training.data import (
-    MAX_DOCUMENTS, MAX_INTERPRETATIONS, MIN_DOCUMENTS, Interpretation, Item, grounded_documents,
-    load_ambigqa, sample_intent, item_rng,
+    MAX_DOCUMENTS,
+    MAX_INTERPRETATIONS,
+    MIN_DOCUMENTS,
+    Interpretation,
+    Item,
+    grounded_documents,
+    item_rng,
+    load_ambigqa,
+    sample_intent,
 )
 from askwise.training.pacific import load_pacific, pacific_items
 

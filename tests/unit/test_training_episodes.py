@@ -9,7 +9,8 @@ import json
 from collections import Counter
 from dataclasses import replace
 
-from askwise.policy import Action, Costs, Interpretation as Reading, parse_action
+from askwise.policy import Action, Costs, parse_action
+from askwise.policy import Interpretation as Reading
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
 from askwise.training.bootstrap import demonstrations, reading_labels
 from askwise.training.data import Interpretation, Item
