@@ -2,7 +2,7 @@
 F1 of the list's best line (had the user picked it), readings named and words, per number of
 readings; what decides whether listing can pay.
 
-    python benchmarks/forced_lists.py <adapter A> [<adapter B>] --items 200
+    python dev/forced_lists.py <adapter A> [<adapter B>] --items 200
 
 The episodes are `askwise eval`'s always-multi baseline (the same dev items, intents, prompt
 costs and reference user; `load_items`, `fixed_specs`, `f1_by_readings`) played greedily

@@ -6,7 +6,7 @@
 # how its first action moves with alpha and beta on AmbigQA dev.
 #
 #   ASKWISE_BASE_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf \
-#     bash benchmarks/gpu_finetune_sweep.sh INPUT_DIR OUT_DIR
+#     bash dev/gpu_finetune_sweep.sh INPUT_DIR OUT_DIR
 #
 # INPUT_DIR holds `init/` (the adapter every variant starts from; SWEEP_INIT names another,
 # such as the shipped policy, which then need not travel) and `episodes.jsonl` or
@@ -14,7 +14,7 @@
 # `askwise train --grow-only` makes one). Each variant comes back as
 # OUT_DIR/<name>.tar (adapter in bf16, train report, probe) and one line of OUT_DIR/sweep.json.
 # SWEEP_BUDGET_S (default 330) stops starting variants once that many seconds have passed,
-# so the sweep fits a device lease; PROBE_ITEMS and PROBE_ALPHAS (space-separated; default: the
+# so the sweep fits a time-boxed GPU job; PROBE_ITEMS and PROBE_ALPHAS (space-separated; default: the
 # probe's own) size the probe; SWEEP_SMOKE=1 runs a few steps of each on CPU to check
 # the script itself.
 set -uo pipefail
@@ -51,7 +51,7 @@ echo "$variants" | while read -r name epochs lr batch weight contrast extra; do
     --action-loss-weight "$weight" --cost-contrast-weight "$contrast" --torch-threads "$threads" --save-every 100000 $extra \
     || { echo "train $name failed"; continue; }
   t1=$(date +%s)
-  python3 benchmarks/first_action_probe.py "$run/adapter" --items "$probe_items" $probe_alphas \
+  python3 dev/first_action_probe.py "$run/adapter" --items "$probe_items" $probe_alphas \
     --json "$run/adapter/probe.json" || { echo "probe $name failed"; continue; }
   python3 - "$run" "$name" "$epochs" "$lr" "$batch" "$weight" "$contrast" "$((t1 - t0))" "$extra" >> "$out/sweep.json" <<'PY'
 import json, sys

