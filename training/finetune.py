@@ -280,26 +280,6 @@ def machine() -> dict:
     return info
 
 
-def _return_freed_memory() -> None:
-    """Make glibc hand large freed blocks back to the OS at once.
-
-    Packed rows change shape every step. glibc raises its mmap threshold each time a large
-    mmapped block is freed, after which such blocks come from the heap and fragment it: the
-    shipped policy's fine-tune grew from 11 to 18 GB RSS over 230 steps (24 GB here);
-    with a fixed threshold it stayed near 2 GB. No-op off glibc."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
-    except OSError:
-        pass
-
-
 def _save_checkpoint(accelerator, state_dir: Path, step: int) -> None:
     """Write the resumable state into a directory of its own and drop the older ones only once
     it is whole. A run killed mid-save (SIGTERM, out of memory, a machine taken back) then
@@ -340,10 +320,12 @@ def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig
     from accelerate import Accelerator
     from transformers import AutoTokenizer
 
+    from askwise.policy.hardware import limit_heap_growth
+
     if (out / DONE_MARKER).exists():
         return FinetuneStats(**json.loads((out / DONE_MARKER).read_text()))
     torch.set_num_threads(config.torch_threads)
-    _return_freed_memory()
+    limit_heap_growth()
     accelerator = Accelerator(mixed_precision=_mixed_precision())
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)

@@ -1,14 +1,19 @@
-"""In-process engine: a Hugging Face causal LM on CPU or GPU, with batched decoding.
+"""In-process engine: a Hugging Face causal LM on CPU or GPU, with continuous batching.
 
-Concurrent requests are batched, not serialised behind a lock. One worker thread owns the
-model. Requests queue up; the worker takes every waiting request for the same model (up to
-`max_batch_size`, after a short `batch_wait_s` so near-simultaneous arrivals join), and runs
-them as one "wave": a left-padded prefill, then a decode loop that samples each row with its
-own parameters, streams each row's text as it forms, and drops rows from the KV cache as
-they finish. Requests that arrive during a wave join the next one.
+One worker thread owns the model and runs it one step at a time. Each step is one forward
+over the new tokens of every running request, flattened into a single row with no padding:
+one token of each request that is decoding, and chunks of the prompts of requests that have
+just joined, up to `max_step_tokens` in all (long prompts are prefilled over several steps).
+A request joins at the next step after it arrives, if its tokens fit the KV budget
+(`kv_cache_tokens`), and leaves the step it finishes or its caller hangs up; requests that do
+not fit wait in arrival order. Prompts that start like an earlier one (the same instructions
+and documents) reuse its cached keys (`kv_cache.py`). Each request samples with its own
+parameters and seed, starts with one of its allowed prefixes, stops at its stop strings, and
+streams its text as it forms.
 
-This is simpler than vLLM's continuous batching (a wave's new arrivals wait for it to end),
-which is fine for the short replies a policy gives; the vLLM route is the one to scale.
+transformers' own continuous-batching generator (`generate_batch`) was measured first and is
+not used: on a 2-core CPU it ran below one padded `generate` (docs/benchmarks.md), and it does
+not stream, constrain the first tokens, or cancel per request.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..hardware import cpu_has_native_bf16
+from ..hardware import cpu_has_native_bf16, limit_heap_growth
 from .base import (
     ChatMessages,
     Completion,
@@ -34,8 +39,16 @@ from .base import (
     StreamChunk,
     UnknownModel,
 )
+from .kv_cache import NAME as RAGGED_ATTENTION
+from .kv_cache import DecodeGroup, KVPool, Prefix, PromptChunk, StepPlan
+from .kv_cache import register as register_ragged_attention
 
 log = logging.getLogger(__name__)
+
+# A shared prompt prefix shorter than this is not worth a cache entry.
+MIN_PREFIX_TOKENS = 16
+# A step always carries at least this many prompt tokens, however many requests decode.
+MIN_PREFILL_CHUNK = 32
 
 
 @dataclass(eq=False)
@@ -51,6 +64,14 @@ class _Request:
     out_ids: list[int] = field(default_factory=list)
     text: str = ""  # decoded so far
     sent: int = 0  # characters of `text` already streamed
+    boundary: int = 0  # prompt tokens worth caching as a prefix for later requests (0: none)
+    # Its place in the KV pool while it runs:
+    prefix: Prefix | None = None  # cached leading tokens it attends to
+    prefix_len: int = 0
+    own_start: int = 0  # its own range: prompt tokens after the prefix, then its reply
+    reserved: int = 0
+    filled: int = 0  # positions of its own range written so far
+    generator: object = None
 
     def send(self, kind: str, payload) -> None:
         try:
@@ -69,9 +90,11 @@ class TransformersEngine(Engine):
         device: str = "auto",
         dtype: str = "auto",
         threads: int | None = 1,
-        max_batch_size: int = 8,
+        max_batch_size: int = 32,
         batch_wait_s: float = 0.005,
         max_model_len: int = 2048,
+        kv_cache_tokens: int = 16384,
+        max_step_tokens: int = 256,
     ):
         # A callable is resolved in the worker: finding (or converting) the checkpoint can
         # take a while, and the server should answer /healthz meanwhile.
@@ -84,13 +107,21 @@ class TransformersEngine(Engine):
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
         self.max_model_len = max_model_len
+        if kv_cache_tokens < max_model_len:
+            raise ValueError(f"kv_cache_tokens ({kv_cache_tokens}) must hold one whole request "
+                             f"(max_model_len {max_model_len})")
+        self.kv_cache_tokens = kv_cache_tokens
+        self.max_step_tokens = max_step_tokens
         self._pending: collections.deque[_Request] = collections.deque()
+        self._running: list[_Request] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self.waves = 0  # batches run so far, for tests and benchmarks
+        self.waves = 0  # times requests joined the running batch, for tests and benchmarks
+        self.steps = 0  # forward passes run
+        self.prefix_hits = 0  # requests that reused a cached prompt prefix
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,19 +213,16 @@ class TransformersEngine(Engine):
         self._ready.set()
         while True:
             with self._cond:
-                while not self._pending and not self._stopping:
+                while not self._pending and not self._running and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     break
-            if len(self._pending) < self.max_batch_size and self.batch_wait_s > 0:
-                time.sleep(self.batch_wait_s)
-            with self._cond:
-                wave = [self._pending.popleft()
-                        for _ in range(min(self.max_batch_size, len(self._pending)))]
-            wave = [r for r in wave if not r.cancelled]
-            if wave:
-                self._run_wave(wave)
-        for request in self._pending:
+            if not self._running and len(self._pending) < self.max_batch_size and self.batch_wait_s > 0:
+                time.sleep(self.batch_wait_s)  # an idle engine gives near-simultaneous arrivals a moment
+            self._admit()
+            if self._running:
+                self._step()
+        for request in [*self._pending, *self._running]:
             request.send("error", EngineUnavailable("engine is shutting down"))
 
     def _load(self) -> None:
@@ -215,12 +243,23 @@ class TransformersEngine(Engine):
         self._torch = torch
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.model_path, dtype=dtype, attn_implementation=register_ragged_attention())
         if self.adapter is not None:
             from ..checkpoints import apply_adapter
 
             self.model = apply_adapter(self.model, self.adapter)
         self.model.to(self.device).eval()
+        if self.model.config._attn_implementation != RAGGED_ATTENTION:
+            raise EngineError(f"{self.model_path}: this architecture does not take a custom attention")
+        config = self.model.config
+        limit_heap_growth()  # steps allocate tensors of ever-changing shapes
+        self.pool = KVPool(torch, layers=config.num_hidden_layers,
+                           kv_heads=getattr(config, "num_key_value_heads", config.num_attention_heads),
+                           head_dim=getattr(config, "head_dim", None)
+                           or config.hidden_size // config.num_attention_heads,
+                           tokens=self.kv_cache_tokens, dtype=dtype, device=self.device)
+        log.info("KV cache: %d tokens, %.0f MB", self.kv_cache_tokens, self.pool.bytes / 2**20)
         eos = {self.tokenizer.eos_token_id}
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
@@ -237,75 +276,196 @@ class TransformersEngine(Engine):
                 self._by_first_char[text[0]].append((token_id, text))
 
     def _prepare(self, request: _Request) -> None:
-        ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
-                                                 tokenize=True, return_dict=False)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        request.prompt_ids = list(ids)
+        request.prompt_ids = self._tokens(request.messages, generation_prompt=True)
         budget = self.max_model_len - len(request.prompt_ids)
         if budget < request.params.max_tokens:
             raise EngineRejected(
                 f"prompt is {len(request.prompt_ids)} tokens; with max_tokens="
                 f"{request.params.max_tokens} it exceeds the model's {self.max_model_len}-token context",
                 param="messages")
+        # The first message (an application's instructions and documents) is what later
+        # requests share; the rest of a conversation rarely repeats.
+        if len(request.messages) > 1:
+            head = self._tokens(request.messages[:1], generation_prompt=False)
+            if len(head) >= MIN_PREFIX_TOKENS and request.prompt_ids[:len(head)] == head:
+                request.boundary = len(head)
 
-    def _run_wave(self, wave: list[_Request]) -> None:
-        ready = []
-        for request in wave:
-            try:
-                self._prepare(request)
-                ready.append(request)
-            except EngineError as exc:
-                request.send("error", exc)
-            except Exception as exc:  # a malformed conversation must not stop the worker
-                request.send("error", EngineRejected(f"could not tokenize the conversation: {exc}"))
-        if not ready:
+    def _tokens(self, messages, generation_prompt: bool) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,
+                                                 tokenize=True, return_dict=False)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _admit(self) -> None:
+        """Move waiting requests into the running batch, in arrival order, while they fit."""
+        joined = 0
+        while len(self._running) < self.max_batch_size:
+            with self._cond:
+                if not self._pending:
+                    break
+                request = self._pending[0]
+            if request.cancelled:
+                self._pop_pending()
+                continue
+            if not request.prompt_ids:
+                try:
+                    self._prepare(request)
+                except EngineError as exc:
+                    self._pop_pending()
+                    request.send("error", exc)
+                    continue
+                except Exception as exc:  # a malformed conversation must not stop the worker
+                    self._pop_pending()
+                    request.send("error", EngineRejected(f"could not tokenize the conversation: {exc}"))
+                    continue
+            if not self._place(request):
+                break  # wait for running requests to free their ranges; no overtaking
+            self._pop_pending()
+            request.generator = self._generator(request.params.seed)
+            self._running.append(request)
+            joined += 1
+        if joined:
+            self.waves += 1
+
+    def _pop_pending(self) -> None:
+        with self._cond:
+            self._pending.popleft()
+
+    def _place(self, request: _Request) -> bool:
+        """Reserve the request's own range in the pool, after the longest cached prefix of its
+        prompt (always leaving it one prompt token, whose logits give the first reply token)."""
+        prefix, shared = self.pool.match(request.prompt_ids)
+        shared = min(shared, len(request.prompt_ids) - 1)
+        if shared < MIN_PREFIX_TOKENS:
+            prefix, shared = None, 0
+        reserved = len(request.prompt_ids) - shared + request.params.max_tokens
+        if prefix is not None:
+            prefix.refs += 1  # not evicted to make room for its own user
+        start = self.pool.allocate(reserved)
+        if start is None:
+            if prefix is not None:
+                prefix.refs -= 1
+            return False
+        if prefix is not None:
+            prefix.last_used = time.monotonic()
+            self.prefix_hits += 1
+        request.prefix, request.prefix_len = prefix, shared
+        request.own_start, request.reserved, request.filled = start, reserved, 0
+        return True
+
+    def _release(self, request: _Request) -> None:
+        self.pool.release(request.own_start, request.reserved)
+        if request.prefix is not None:
+            request.prefix.refs -= 1
+            request.prefix = None
+
+    def _step(self) -> None:
+        """One forward over every running request's next tokens; then sample, stream, retire.
+        A failure fails the requests of this step, never the worker."""
+        for request in [r for r in self._running if r.cancelled]:
+            self._retire(request)
+        if not self._running:
             return
-        self.waves += 1
         try:
             with self._torch.inference_mode():
-                self._decode(ready)
+                self._forward_and_sample()
         except Exception as exc:
             log.exception("generation failed")
-            for request in ready:
+            for request in list(self._running):
                 request.send("error", EngineError(f"generation failed: {exc}"))
+                self._retire(request)
 
-    def _decode(self, rows: list[_Request]) -> None:
+    def _forward_and_sample(self) -> None:
         torch = self._torch
-        from transformers import DynamicCache
+        plan, inputs, positions, logit_rows = self._plan()
+        self.steps += 1
+        logits = self.model(
+            input_ids=torch.tensor([inputs], device=self.device),
+            position_ids=torch.tensor([positions], device=self.device),
+            use_cache=False, askwise_step=plan,
+            # (a step that only prefills keeps none)
+            logits_to_keep=torch.tensor([i for i, _ in logit_rows], dtype=torch.long, device=self.device),
+        ).logits[0]
+        for request in self._running:
+            if (request.boundary and not request.out_ids
+                    and request.prefix_len < request.boundary <= self._prompt_done(request)):
+                self._share_prefix(request)
+        rows = [request for _, request in logit_rows]
+        tokens = self._pick(rows, logits, [r.generator for r in rows])
+        for request, token in zip(rows, tokens):
+            if not self._advance(request, token):
+                self._retire(request)
 
-        width = max(len(r.prompt_ids) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
-            mask[i, width - len(r.prompt_ids):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        generators = [self._generator(r.params.seed) for r in rows]
-        cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                            cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        active = list(range(len(rows)))  # row index of each line of the batch
-        while active:
-            tokens = self._pick([rows[i] for i in active], logits, [generators[i] for i in active])
-            keep = []
-            for line, (i, token) in enumerate(zip(active, tokens)):
-                if self._advance(rows[i], token):
-                    keep.append(line)
-            if not keep:
+    def _plan(self):
+        """The step's flattened tokens and positions, the attention plan, and which tokens'
+        logits are sampled (index in the step, request)."""
+        torch, device = self._torch, self.device
+        inputs, positions, write, logit_rows = [], [], [], []
+        decoding = [r for r in self._running if self._prompt_done(r) == len(r.prompt_ids)]
+        prompting = [r for r in self._running if self._prompt_done(r) < len(r.prompt_ids)]
+        groups: dict[tuple[int, int], list[_Request]] = collections.defaultdict(list)
+        for request in decoding:  # rows attending to the same prefix run as one batch
+            groups[id(request.prefix), request.prefix_len].append(request)
+        plan_groups = []
+        for members in groups.values():
+            queries, gather, lengths = [], [], []
+            width = max(r.filled + 1 for r in members)
+            for request in members:
+                queries.append(len(inputs))
+                logit_rows.append((len(inputs), request))
+                inputs.append(request.out_ids[-1])
+                positions.append(request.prefix_len + request.filled)
+                write.append(request.own_start + request.filled)
+                request.filled += 1
+                lengths.append(request.filled)
+                gather.extend(request.own_start + min(i, request.filled - 1) for i in range(width))
+            first = members[0]
+            plan_groups.append(DecodeGroup(
+                prefix_start=first.prefix.start if first.prefix else 0, prefix_len=first.prefix_len,
+                queries=torch.tensor(queries, device=device),
+                gather=torch.tensor(gather, device=device),
+                valid=torch.arange(width, device=device)[None, :]
+                < torch.tensor(lengths, device=device)[:, None],
+                width=width))
+        budget = max(self.max_step_tokens - len(inputs), MIN_PREFILL_CHUNK)
+        chunks = []
+        for request in prompting:
+            if budget <= 0:
                 break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                mask, positions = mask[index], positions[index]
-                tokens = [tokens[line] for line in keep]
-                active = [active[line] for line in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            positions = positions[:, -1:] + 1
-            step_ids = torch.tensor(tokens, device=self.device).unsqueeze(1)
-            logits = self.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                                cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+            done = self._prompt_done(request)
+            n = min(budget, len(request.prompt_ids) - done)
+            budget -= n
+            chunks.append(PromptChunk(
+                q_start=len(inputs), n=n, prefix_start=request.prefix.start if request.prefix else 0,
+                prefix_len=request.prefix_len, own_start=request.own_start, before=request.filled))
+            inputs.extend(request.prompt_ids[done:done + n])
+            positions.extend(range(done, done + n))
+            write.extend(range(request.own_start + request.filled, request.own_start + request.filled + n))
+            request.filled += n
+            if done + n == len(request.prompt_ids):
+                logit_rows.append((len(inputs) - 1, request))
+        plan = StepPlan(self.pool, torch.tensor(write, device=device), plan_groups, chunks)
+        return plan, inputs, positions, logit_rows
+
+    @staticmethod
+    def _prompt_done(request: _Request) -> int:
+        """Prompt tokens whose keys are in the pool (the prefix's, then its own)."""
+        return min(request.prefix_len + request.filled, len(request.prompt_ids))
+
+    def _share_prefix(self, request: _Request) -> None:
+        """Cache the request's first message for later requests, now that its keys exist."""
+        parts = []
+        if request.prefix_len:
+            parts.append((request.prefix.start, request.prefix_len))
+        parts.append((request.own_start, request.boundary - request.prefix_len))
+        self.pool.add_prefix(tuple(request.prompt_ids[:request.boundary]), parts)
+
+    def _retire(self, request: _Request) -> None:
+        self._running.remove(request)
+        self._release(request)
 
     def _generator(self, seed: int | None):
         generator = self._torch.Generator(device=self.device)

@@ -1,0 +1,253 @@
+"""The in-process engine's KV cache: one pool allocated at load, sequences in contiguous ranges
+of it, prompt prefixes shared between requests, and the attention that reads them.
+
+- **A fixed budget.** The pool holds `tokens` positions of every layer's keys and values and
+  is allocated (and touched) once, so memory follows the setting, not the traffic. A request
+  reserves its prompt plus `max_tokens` when it joins the batch; one that does not fit waits.
+- **Contiguous ranges.** Each sequence owns one range of positions, so attention reads its
+  keys as a view. Ranges are handed out first-fit; a request that finds no range long enough
+  waits for running ones to finish (each does within `max_tokens` steps), and when nothing
+  runs, every range is free.
+- **Shared prefixes.** Requests of one application share a long first system message
+  (instructions, often the same documents). A finished prefill leaves that message's keys in
+  a `Prefix`; a later request whose prompt starts with the same tokens attends to them in
+  place and prefills only the rest. Keys at a position depend only on the tokens up to it,
+  so any leading part of a cached prefix serves as well.
+- **Ragged steps.** One forward runs every running sequence's new tokens flattened into one
+  row, with no padding: prompt chunks of joining requests next to one token of each decoding
+  one. `ragged_attention` writes the step's keys and values into the pool, then attends each
+  query to its prefix and its own range. Decoding rows that share a prefix run as one batch
+  (their own keys gathered and padded); prompt chunks run one by one, causally.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+NAME = "askwise_ragged"
+
+
+class RangeAllocator:
+    """First-fit allocation of contiguous ranges in [0, capacity)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._free: list[tuple[int, int]] = [(0, capacity)]  # (start, length), sorted by start
+
+    @property
+    def free_tokens(self) -> int:
+        return sum(length for _, length in self._free)
+
+    def allocate(self, length: int) -> int | None:
+        for i, (start, size) in enumerate(self._free):
+            if size >= length:
+                if size == length:
+                    del self._free[i]
+                else:
+                    self._free[i] = (start + length, size - length)
+                return start
+        return None
+
+    def release(self, start: int, length: int) -> None:
+        self._free.append((start, length))
+        self._free.sort()
+        merged: list[tuple[int, int]] = []
+        for begin, size in self._free:
+            if merged and merged[-1][0] + merged[-1][1] == begin:
+                merged[-1] = (merged[-1][0], merged[-1][1] + size)
+            else:
+                merged.append((begin, size))
+        self._free = merged
+
+
+@dataclass(eq=False)
+class Prefix:
+    """Cached keys and values of a prompt's leading tokens, at pool[start:start + len(tokens)]."""
+
+    tokens: tuple[int, ...]
+    start: int
+    refs: int = 0  # running sequences that attend to it
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class KVPool:
+    """Every layer's keys and values for `tokens` positions, and who holds which range."""
+
+    def __init__(self, torch, *, layers: int, kv_heads: int, head_dim: int, tokens: int,
+                 dtype, device, max_prefixes: int = 64):
+        # zeros, not empty: padded reads of never-written positions must be finite (they are
+        # masked to a weight of exactly 0, and 0 * NaN would still be NaN).
+        self.keys = torch.zeros(layers, kv_heads, tokens, head_dim, dtype=dtype, device=device)
+        self.values = torch.zeros_like(self.keys)
+        self.tokens = tokens
+        self.ranges = RangeAllocator(tokens)
+        self.prefixes: list[Prefix] = []
+        self.max_prefixes = max_prefixes
+
+    @property
+    def bytes(self) -> int:
+        return 2 * self.keys.numel() * self.keys.element_size()
+
+    def allocate(self, length: int) -> int | None:
+        """A range of `length` positions, evicting unused prefixes (least recent first) to make
+        room; None when the running sequences hold too much for now."""
+        while (start := self.ranges.allocate(length)) is None:
+            if not self._evict_one():
+                return None
+        return start
+
+    def release(self, start: int, length: int) -> None:
+        self.ranges.release(start, length)
+
+    def match(self, tokens: list[int]) -> tuple[Prefix | None, int]:
+        """The cached prefix sharing the most leading tokens with `tokens`, and how many."""
+        best, best_len = None, 0
+        for prefix in self.prefixes:
+            shared = _common_length(prefix.tokens, tokens)
+            if shared > best_len:
+                best, best_len = prefix, shared
+        return best, best_len
+
+    def add_prefix(self, tokens: tuple[int, ...], parts: list[tuple[int, int]]) -> Prefix | None:
+        """Cache `tokens`, whose keys and values are now at the pool ranges `parts` ((start,
+        length), in order): copied into a range of their own, if one is free without evicting."""
+        if any(p.tokens == tokens for p in self.prefixes):
+            return None
+        if len(self.prefixes) >= self.max_prefixes and not self._evict_one():
+            return None
+        start = self.ranges.allocate(len(tokens))
+        if start is None:
+            return None
+        at = start
+        for begin, length in parts:
+            self.keys[:, :, at:at + length] = self.keys[:, :, begin:begin + length]
+            self.values[:, :, at:at + length] = self.values[:, :, begin:begin + length]
+            at += length
+        prefix = Prefix(tokens, start)
+        self.prefixes.append(prefix)
+        return prefix
+
+    def _evict_one(self) -> bool:
+        idle = [p for p in self.prefixes if p.refs == 0]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda p: p.last_used)
+        self.prefixes.remove(oldest)
+        self.ranges.release(oldest.start, len(oldest.tokens))
+        return True
+
+
+def _common_length(a, b) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class DecodeGroup:
+    """Decoding sequences that share one prefix: one query token each."""
+
+    prefix_start: int
+    prefix_len: int
+    queries: object  # (rows,) long: each row's token in the step
+    gather: object  # (rows * width,) long: pool positions of each row's own keys, padded
+    valid: object  # (rows, width) bool: which gathered positions are real
+    width: int
+
+
+@dataclass
+class PromptChunk:
+    """`n` prompt tokens of one sequence, after `before` tokens already in its own range."""
+
+    q_start: int
+    n: int
+    prefix_start: int
+    prefix_len: int
+    own_start: int
+    before: int
+
+
+@dataclass
+class StepPlan:
+    """Where a step's tokens go in the pool and what each attends to; built once per step,
+    read by every layer."""
+
+    pool: KVPool
+    write: object  # (tokens,) long: pool position of each token of the step
+    groups: list[DecodeGroup]
+    chunks: list[PromptChunk]
+
+
+def ragged_attention(module, query, key, value, attention_mask, scaling: float | None = None,
+                     askwise_step: StepPlan | None = None, **kwargs):
+    """Attention over the pool for a step laid out by `askwise_step` (see the module doc).
+    `query` is (1, heads, tokens, head_dim); returns (1, tokens, heads, head_dim)."""
+    import torch
+
+    if askwise_step is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      scaling=scaling, **kwargs)
+    plan, layer = askwise_step, module.layer_idx
+    keys, values = plan.pool.keys[layer], plan.pool.values[layer]  # (kv_heads, tokens, dim)
+    keys.index_copy_(1, plan.write, key[0])
+    values.index_copy_(1, plan.write, value[0])
+    heads, kv_heads, dim = query.shape[1], keys.shape[0], query.shape[-1]
+    group = heads // kv_heads  # query heads per key head, as repeat_kv lays them out
+    scale = scaling if scaling is not None else dim ** -0.5
+    out = query.new_empty(query.shape[2], heads, dim)
+
+    for g in plan.groups:
+        rows = len(g.queries)
+        q = query[0][:, g.queries].transpose(0, 1).reshape(rows, kv_heads, group, dim)
+        own_k = keys.index_select(1, g.gather).view(kv_heads, rows, g.width, dim).transpose(0, 1)
+        own_v = values.index_select(1, g.gather).view(kv_heads, rows, g.width, dim).transpose(0, 1)
+        scores = torch.matmul(q, own_k.transpose(-1, -2))  # (rows, kv_heads, group, width)
+        scores = scores.masked_fill(~g.valid[:, None, None, :], float("-inf"))
+        parts_v = [own_v]
+        if g.prefix_len:
+            span = slice(g.prefix_start, g.prefix_start + g.prefix_len)
+            scores = torch.cat([torch.matmul(q, keys[:, span].transpose(-1, -2)), scores], dim=-1)
+            parts_v.insert(0, values[:, span])
+        probs = _softmax(scores * scale)
+        mixed = torch.matmul(probs[..., -g.width:], own_v)
+        if g.prefix_len:
+            mixed = mixed + torch.matmul(probs[..., :g.prefix_len], parts_v[0])
+        out[g.queries] = mixed.reshape(rows, heads, dim)
+
+    for c in plan.chunks:
+        q = query[0, :, c.q_start:c.q_start + c.n].reshape(kv_heads, group * c.n, dim)
+        length = c.before + c.n
+        own = slice(c.own_start, c.own_start + length)
+        scores = torch.matmul(q, keys[:, own].transpose(-1, -2)).view(kv_heads, group, c.n, length)
+        visible = (torch.arange(length, device=query.device)[None, :]
+                   <= (c.before + torch.arange(c.n, device=query.device))[:, None])
+        scores = scores.masked_fill(~visible, float("-inf"))
+        if c.prefix_len:
+            span = slice(c.prefix_start, c.prefix_start + c.prefix_len)
+            head = torch.matmul(q, keys[:, span].transpose(-1, -2)).view(kv_heads, group, c.n, -1)
+            scores = torch.cat([head, scores], dim=-1)
+        probs = _softmax(scores * scale).view(kv_heads, group * c.n, -1)
+        mixed = torch.matmul(probs[..., -length:], values[:, own])
+        if c.prefix_len:
+            mixed = mixed + torch.matmul(probs[..., :c.prefix_len], values[:, span])
+        out[c.q_start:c.q_start + c.n] = mixed.view(heads, c.n, dim).transpose(0, 1)
+    return out.unsqueeze(0), None
+
+
+def _softmax(scores):
+    # In float32 whatever the model's dtype, as SDPA's CPU kernels accumulate.
+    return scores.float().softmax(dim=-1).to(scores.dtype)
+
+
+def register() -> str:
+    """Make `NAME` a valid `attn_implementation` (idempotent). No mask function is registered,
+    so transformers builds no mask for it: the step plan says what each query sees."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, ragged_attention)
+    return NAME
