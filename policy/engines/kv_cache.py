@@ -9,15 +9,16 @@ of it, prompt prefixes shared between requests, and the attention that reads the
   waits for running ones to finish (each does within `max_tokens` steps), and when nothing
   runs, every range is free.
 - **Shared prefixes.** Requests of one application share a long first system message
-  (instructions, often the same documents). A finished prefill leaves that message's keys in
-  a `Prefix`; a later request whose prompt starts with the same tokens attends to them in
-  place and prefills only the rest. Keys at a position depend only on the tokens up to it,
-  so any leading part of a cached prefix serves as well.
+  (instructions, often the same documents), and the same question comes back. A finished
+  prefill leaves its prompt's keys in a `Prefix`; a later request whose prompt starts with
+  the same tokens attends to them in place and prefills only the rest. Keys at a position
+  depend only on the tokens up to it, so any leading part of a cached prefix serves as well.
+  Unused prefixes are evicted, least recently used first, when a request needs the room.
 - **Ragged steps.** One forward runs every running sequence's new tokens flattened into one
   row, with no padding: prompt chunks of joining requests next to one token of each decoding
   one. `ragged_attention` writes the step's keys and values into the pool, then attends each
-  query to its prefix and its own range. Decoding rows that share a prefix run as one batch
-  (their own keys gathered and padded); prompt chunks run one by one, causally.
+  query to its prefix and its own range: the decoding rows as one batch (their keys gathered
+  and padded), each prompt chunk on its own, causally, both through SDPA.
 """
 
 from __future__ import annotations
@@ -148,12 +149,11 @@ def _common_length(a, b) -> int:
 
 @dataclass
 class DecodeGroup:
-    """Decoding sequences that share one prefix: one query token each."""
+    """Decoding sequences: one query token each."""
 
-    prefix_start: int
-    prefix_len: int
     queries: object  # (rows,) long: each row's token in the step
-    gather: object  # (rows * width,) long: pool positions of each row's own keys, padded
+    gather: object  # (rows * width,) long: pool positions of each row's keys (prefix, then
+    # its own), padded by repeating the last
     valid: object  # (rows, width) bool: which gathered positions are real
     width: int
 
@@ -197,51 +197,36 @@ def ragged_attention(module, query, key, value, attention_mask, scaling: float |
     keys.index_copy_(1, plan.write, key[0])
     values.index_copy_(1, plan.write, value[0])
     heads, kv_heads, dim = query.shape[1], keys.shape[0], query.shape[-1]
-    group = heads // kv_heads  # query heads per key head, as repeat_kv lays them out
     scale = scaling if scaling is not None else dim ** -0.5
     out = query.new_empty(query.shape[2], heads, dim)
 
     for g in plan.groups:
+        # One SDPA call over the rows' gathered keys: its CPU kernel takes grouped heads and
+        # strided inputs, where small batched matmuls ran several times slower.
         rows = len(g.queries)
-        q = query[0][:, g.queries].transpose(0, 1).reshape(rows, kv_heads, group, dim)
-        own_k = keys.index_select(1, g.gather).view(kv_heads, rows, g.width, dim).transpose(0, 1)
-        own_v = values.index_select(1, g.gather).view(kv_heads, rows, g.width, dim).transpose(0, 1)
-        scores = torch.matmul(q, own_k.transpose(-1, -2))  # (rows, kv_heads, group, width)
-        scores = scores.masked_fill(~g.valid[:, None, None, :], float("-inf"))
-        parts_v = [own_v]
-        if g.prefix_len:
-            span = slice(g.prefix_start, g.prefix_start + g.prefix_len)
-            scores = torch.cat([torch.matmul(q, keys[:, span].transpose(-1, -2)), scores], dim=-1)
-            parts_v.insert(0, values[:, span])
-        probs = _softmax(scores * scale)
-        mixed = torch.matmul(probs[..., -g.width:], own_v)
-        if g.prefix_len:
-            mixed = mixed + torch.matmul(probs[..., :g.prefix_len], parts_v[0])
-        out[g.queries] = mixed.reshape(rows, heads, dim)
+        q = query[0][:, g.queries].transpose(0, 1).unsqueeze(2)  # (rows, heads, 1, dim)
+        k = keys.index_select(1, g.gather).view(kv_heads, rows, g.width, dim).transpose(0, 1)
+        v = values.index_select(1, g.gather).view(kv_heads, rows, g.width, dim).transpose(0, 1)
+        mixed = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=g.valid[:, None, None, :], scale=scale, enable_gqa=True)
+        out[g.queries] = mixed[:, :, 0]
 
     for c in plan.chunks:
-        q = query[0, :, c.q_start:c.q_start + c.n].reshape(kv_heads, group * c.n, dim)
+        # A prompt chunk sees its prefix, its own earlier tokens, and itself causally.
         length = c.before + c.n
         own = slice(c.own_start, c.own_start + length)
-        scores = torch.matmul(q, keys[:, own].transpose(-1, -2)).view(kv_heads, group, c.n, length)
+        k, v = keys[:, own], values[:, own]
         visible = (torch.arange(length, device=query.device)[None, :]
                    <= (c.before + torch.arange(c.n, device=query.device))[:, None])
-        scores = scores.masked_fill(~visible, float("-inf"))
         if c.prefix_len:
             span = slice(c.prefix_start, c.prefix_start + c.prefix_len)
-            head = torch.matmul(q, keys[:, span].transpose(-1, -2)).view(kv_heads, group, c.n, -1)
-            scores = torch.cat([head, scores], dim=-1)
-        probs = _softmax(scores * scale).view(kv_heads, group * c.n, -1)
-        mixed = torch.matmul(probs[..., -length:], values[:, own])
-        if c.prefix_len:
-            mixed = mixed + torch.matmul(probs[..., :c.prefix_len], values[:, span])
-        out[c.q_start:c.q_start + c.n] = mixed.view(heads, c.n, dim).transpose(0, 1)
+            k, v = torch.cat([keys[:, span], k], dim=1), torch.cat([values[:, span], v], dim=1)
+            visible = torch.cat([visible.new_ones(c.n, c.prefix_len), visible], dim=1)
+        mixed = torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, c.q_start:c.q_start + c.n], k[None], v[None], attn_mask=visible,
+            scale=scale, enable_gqa=True)
+        out[c.q_start:c.q_start + c.n] = mixed[0].transpose(0, 1)
     return out.unsqueeze(0), None
-
-
-def _softmax(scores):
-    # In float32 whatever the model's dtype, as SDPA's CPU kernels accumulate.
-    return scores.float().softmax(dim=-1).to(scores.dtype)
 
 
 def register() -> str:

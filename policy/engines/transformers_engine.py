@@ -7,7 +7,7 @@ just joined, up to `max_step_tokens` in all (long prompts are prefilled over sev
 A request joins at the next step after it arrives, if its tokens fit the KV budget
 (`kv_cache_tokens`), and leaves the step it finishes or its caller hangs up; requests that do
 not fit wait in arrival order. Prompts that start like an earlier one (the same instructions
-and documents) reuse its cached keys (`kv_cache.py`). Each request samples with its own
+and documents, or the same question) reuse its cached keys (`kv_cache.py`). Each request samples with its own
 parameters and seed, starts with one of its allowed prefixes, stops at its stop strings, and
 streams its text as it forms.
 
@@ -64,7 +64,6 @@ class _Request:
     out_ids: list[int] = field(default_factory=list)
     text: str = ""  # decoded so far
     sent: int = 0  # characters of `text` already streamed
-    boundary: int = 0  # prompt tokens worth caching as a prefix for later requests (0: none)
     # Its place in the KV pool while it runs:
     prefix: Prefix | None = None  # cached leading tokens it attends to
     prefix_len: int = 0
@@ -283,12 +282,6 @@ class TransformersEngine(Engine):
                 f"prompt is {len(request.prompt_ids)} tokens; with max_tokens="
                 f"{request.params.max_tokens} it exceeds the model's {self.max_model_len}-token context",
                 param="messages")
-        # The first message (an application's instructions and documents) is what later
-        # requests share; the rest of a conversation rarely repeats.
-        if len(request.messages) > 1:
-            head = self._tokens(request.messages[:1], generation_prompt=False)
-            if len(head) >= MIN_PREFIX_TOKENS and request.prompt_ids[:len(head)] == head:
-                request.boundary = len(head)
 
     def _tokens(self, messages, generation_prompt: bool) -> list[int]:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,
@@ -389,11 +382,10 @@ class TransformersEngine(Engine):
             # (a step that only prefills keeps none)
             logits_to_keep=torch.tensor([i for i, _ in logit_rows], dtype=torch.long, device=self.device),
         ).logits[0]
-        for request in self._running:
-            if (request.boundary and not request.out_ids
-                    and request.prefix_len < request.boundary <= self._prompt_done(request)):
-                self._share_prefix(request)
         rows = [request for _, request in logit_rows]
+        for request in rows:
+            if not request.out_ids:  # its prompt is whole in the pool now
+                self._share_prefix(request)
         tokens = self._pick(rows, logits, [r.generator for r in rows])
         for request, token in zip(rows, tokens):
             if not self._advance(request, token):
@@ -406,25 +398,25 @@ class TransformersEngine(Engine):
         inputs, positions, write, logit_rows = [], [], [], []
         decoding = [r for r in self._running if self._prompt_done(r) == len(r.prompt_ids)]
         prompting = [r for r in self._running if self._prompt_done(r) < len(r.prompt_ids)]
-        groups: dict[tuple[int, int], list[_Request]] = collections.defaultdict(list)
-        for request in decoding:  # rows attending to the same prefix run as one batch
-            groups[id(request.prefix), request.prefix_len].append(request)
         plan_groups = []
-        for members in groups.values():
+        if decoding:
+            # Each row reads its prefix's keys, then its own: gathered into one padded batch.
             queries, gather, lengths = [], [], []
-            width = max(r.filled + 1 for r in members)
-            for request in members:
+            for request in decoding:
                 queries.append(len(inputs))
                 logit_rows.append((len(inputs), request))
                 inputs.append(request.out_ids[-1])
                 positions.append(request.prefix_len + request.filled)
                 write.append(request.own_start + request.filled)
                 request.filled += 1
-                lengths.append(request.filled)
-                gather.extend(request.own_start + min(i, request.filled - 1) for i in range(width))
-            first = members[0]
+                lengths.append(request.prefix_len + request.filled)
+            width = max(lengths)
+            for request, length in zip(decoding, lengths):
+                start = request.prefix.start if request.prefix else 0
+                seen = [*range(start, start + request.prefix_len),
+                        *range(request.own_start, request.own_start + request.filled)]
+                gather.extend(seen + [seen[-1]] * (width - length))
             plan_groups.append(DecodeGroup(
-                prefix_start=first.prefix.start if first.prefix else 0, prefix_len=first.prefix_len,
                 queries=torch.tensor(queries, device=device),
                 gather=torch.tensor(gather, device=device),
                 valid=torch.arange(width, device=device)[None, :]
@@ -456,16 +448,23 @@ class TransformersEngine(Engine):
         return min(request.prefix_len + request.filled, len(request.prompt_ids))
 
     def _share_prefix(self, request: _Request) -> None:
-        """Cache the request's first message for later requests, now that its keys exist."""
+        """Cache the request's prompt (all but its last token) for later requests, now that its
+        keys exist: the same instructions and documents, or the same whole prompt, come back."""
+        length = len(request.prompt_ids) - 1
+        if length < MIN_PREFIX_TOKENS or request.prefix_len >= length:
+            return
         parts = []
         if request.prefix_len:
             parts.append((request.prefix.start, request.prefix_len))
-        parts.append((request.own_start, request.boundary - request.prefix_len))
-        self.pool.add_prefix(tuple(request.prompt_ids[:request.boundary]), parts)
+        parts.append((request.own_start, length - request.prefix_len))
+        self.pool.add_prefix(tuple(request.prompt_ids[:length]), parts)
 
     def _retire(self, request: _Request) -> None:
         self._running.remove(request)
         self._release(request)
+        log.debug("request done: %d prompt tokens (%d from a cached prefix), %d generated, "
+                  "%d running, step %d", len(request.prompt_ids), request.prefix_len,
+                  len(request.out_ids), len(self._running), self.steps)
 
     def _generator(self, seed: int | None):
         generator = self._torch.Generator(device=self.device)
