@@ -89,6 +89,7 @@ def main() -> None:
                                           args.max_words, counts), sample())
             asyncio.run(both())
             end = rss_mb(server.process.pid)
+            samples.append(((time.monotonic() - start) / 60, end))
         finally:
             server.stop()
     warm = next(rss for minute, rss in samples if minute >= args.warmup_minutes)
@@ -97,6 +98,8 @@ def main() -> None:
           f"KV cache {kv_pool_mb():.0f} MB at the default --kv-cache-tokens")
     print(f"RSS idle after load {idle:.0f} MB, after {args.warmup_minutes:g} min warm-up {warm:.0f} MB, "
           f"at the end {end:.0f} MB: end / warm-up {end / warm:.3f}")
+    half = next(rss for minute, rss in samples if minute >= args.minutes / 2)
+    print(f"RSS at half time {half:.0f} MB: end / half time {end / half:.3f}")
     print(f"peak {peak:.0f} MB against idle + {RUNTIME_ALLOWANCE_MB} MB runtime allowance "
           f"{idle + RUNTIME_ALLOWANCE_MB:.0f} MB (the idle level holds the weights and the whole "
           f"KV pool, which is allocated at load)")
