@@ -12,9 +12,12 @@ import pytest
 # The shape of `askwise train`/`eval`: asyncio.run around a block that starts a process in
 # its own session (as VLLMServer does) and stops it on the way out.
 JOB = textwrap.dedent("""
-    import asyncio, subprocess, sys
+    import asyncio, signal, subprocess, sys
     from askwise.cli import exit_on_sigterm
 
+    # A job started from a terminal has Python's Ctrl-C handler; a test suite launched in the
+    # background by a non-interactive shell hands its children SIGINT ignored instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     exit_on_sigterm()
 
     async def main():
