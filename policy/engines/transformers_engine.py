@@ -264,9 +264,6 @@ class TransformersEngine(Engine):
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         self.eos_ids = {i for i in eos if i is not None}
-        self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = min(self.eos_ids)
         # Token texts by first character, for prefix constraints matched on text rather than
         # token ids: "#ANSWER " must allow "#ANSWER" followed by the natural token " Paris".
         self._by_first_char: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)
@@ -276,20 +273,17 @@ class TransformersEngine(Engine):
                 self._by_first_char[text[0]].append((token_id, text))
 
     def _prepare(self, request: _Request) -> None:
-        request.prompt_ids = self._tokens(request.messages, generation_prompt=True)
+        ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        request.prompt_ids = list(ids)
         budget = self.max_model_len - len(request.prompt_ids)
         if budget < request.params.max_tokens:
             raise EngineRejected(
                 f"prompt is {len(request.prompt_ids)} tokens; with max_tokens="
                 f"{request.params.max_tokens} it exceeds the model's {self.max_model_len}-token context",
                 param="messages")
-
-    def _tokens(self, messages, generation_prompt: bool) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,
-                                                 tokenize=True, return_dict=False)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return list(ids)
 
     # ------------------------------------------------------------------ scheduling
 
