@@ -11,15 +11,16 @@ annotator) are the gold answers. Probabilities are uniform: the annotations carr
 frequencies. Where annotators disagree, the first `multipleQAs` annotation wins.
 
 Grounded setting (`grounded_documents`): the request carries documents, so a small model can
-answer from them instead of from its own knowledge. How they are built, per item:
-- one fact per interpretation: its disambiguated question and first gold answer, worded by one
-  of `FACT_TEMPLATES` chosen at random (so wording gives nothing away);
-- distractor facts from other items of the same split, so that the total (4 to 6, or the number
-  of interpretations when that is larger) does not reveal how many readings the query has;
-- shuffled. The random generator is seeded from (seed, item id): the same item gets the same
-  documents in training, evaluation and tests.
-An unambiguous item's single fact repeats the query itself; an ambiguous item's facts are the
-query made specific in different ways. Noticing that is the skill the policy must learn.
+answer from them instead of from its own knowledge. Each reading's fact is a statement inside a
+short passage, distractor passages come from other items of the same file, 4 to 7 in all,
+shuffled; passages.py says how, and why no string rule tells a one-reading item from an
+ambiguous one. The random generator is seeded from (seed, item id): the same item gets the
+same documents in training, evaluation and tests.
+
+Slices of AmbigQA dev (`SPLITS`): "dev-selection" for every decision (checkpoints, grid values,
+hyperparameters) and "dev-test", reported only for a checkpoint being shipped. An item's slice
+is fixed by its id alone (`dev_slice`: the parity of the first byte of sha256(id)), so it
+never moves when the file, a limit or a seed changes. "dev" is the whole file.
 """
 
 from __future__ import annotations
@@ -33,18 +34,17 @@ from pathlib import Path
 
 from askwise.policy import Document
 
+from .passages import passage, statement
+
 DATA_DIR = Path(__file__).parent / "data"
 AMBIGQA_FILES = {"train": "ambigqa/train_light.json", "dev": "ambigqa/dev_light.json"}
+SPLITS = {"train": "train", "dev": "dev", "dev-selection": "dev", "dev-test": "dev"}
 MAX_INTERPRETATIONS = 6  # longer lists make multi-answers of 100+ words; such items are skipped
-MIN_DOCUMENTS, MAX_DOCUMENTS = 4, 6
-
-FACT_TEMPLATES = (
-    "{question} {answer}.",
-    "Q: {question} A: {answer}.",
-    "{question} The answer is {answer}.",
-    "The answer to \"{question}\" is {answer}.",
-    "{answer} is the answer to: {question}",
-)
+MIN_DOCUMENTS, MAX_DOCUMENTS = 4, 7
+# Names the document construction in a checkpoint's askwise.json ("game"). The earlier one,
+# "qa-facts": one "Q: <question> A: <answer>"-style fact per reading, the query itself for a
+# single-reading item (it gave the ambiguity away: leakcheck.py).
+DOCUMENTS_VERSION = "passages-1"
 
 
 @dataclass(frozen=True)
@@ -98,18 +98,25 @@ def _ambigqa_items(path: Path) -> tuple[Item, ...]:
     return tuple(item for item in map(_ambigqa_item, raw) if item is not None)
 
 
+def dev_slice(item_id: str) -> str:
+    """"dev-selection" or "dev-test": half of AmbigQA dev each, fixed by the item's id."""
+    return "dev-test" if hashlib.sha256(item_id.encode()).digest()[0] % 2 else "dev-selection"
+
+
 def load_ambigqa(split: str, limit: int | None = None, grounded: bool = True, seed: int = 0,
                  path: str | Path | None = None) -> list[Item]:
-    """AmbigQA light `split` ("train" or "dev"); the first `limit` usable items, in file order.
+    """AmbigQA light `split` (one of `SPLITS`); the first `limit` usable items, in file order.
 
-    Distractors come from the whole split, so a small `limit` still sees varied distractors.
+    Distractors come from the whole file, so a small `limit` or a slice still sees varied
+    distractors, and an item's documents do not depend on the slice it is loaded through.
     """
+    if split not in SPLITS:
+        raise ValueError(f"unknown AmbigQA split {split!r}; choose from {sorted(SPLITS)}")
     if path is None:
-        if split not in AMBIGQA_FILES:
-            raise ValueError(f"unknown AmbigQA split {split!r}; choose from {sorted(AMBIGQA_FILES)}")
-        path = DATA_DIR / AMBIGQA_FILES[split]
+        path = DATA_DIR / AMBIGQA_FILES[SPLITS[split]]
     pool = _ambigqa_items(Path(path))
-    items = list(pool[:limit] if limit else pool)
+    items = [item for item in pool if split not in ("dev-selection", "dev-test") or dev_slice(item.id) == split]
+    items = items[:limit] if limit else items
     if grounded:
         items = [grounded_documents(item, pool, seed) for item in items]
     return items
@@ -121,21 +128,25 @@ def item_rng(seed: int, *keys: object) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def fact(question: str, answer: str, rng: random.Random) -> str:
-    return rng.choice(FACT_TEMPLATES).format(question=question.rstrip("?") + "?", answer=answer)
+def _noise(pool: tuple[Item, ...] | list[Item], item: Item, rng: random.Random, count: int) -> list[str]:
+    """`count` statements of readings of other items: what a retriever returns besides."""
+    sentences = []
+    while len(sentences) < count:
+        other = pool[rng.randrange(len(pool))]
+        if other.id != item.id:
+            reading = rng.choice(other.interpretations)
+            sentences.append(statement(reading.question, reading.answers[0], rng))
+    return sentences
 
 
 def grounded_documents(item: Item, pool: tuple[Item, ...] | list[Item], seed: int = 0) -> Item:
     """`item` with documents for the grounded setting (see the module docstring)."""
     rng = item_rng(seed, "documents", item.id)
-    docs = [fact(r.question, r.answers[0], rng) for r in item.interpretations]
+    docs = [passage(statement(r.question, r.answers[0], rng), _noise(pool, item, rng, rng.randint(0, 2)), rng)
+            for r in item.interpretations]
     total = max(len(docs), rng.randint(MIN_DOCUMENTS, MAX_DOCUMENTS))
     while len(docs) < total:
-        other = pool[rng.randrange(len(pool))]
-        if other.id == item.id:
-            continue
-        reading = rng.choice(other.interpretations)
-        docs.append(fact(reading.question, reading.answers[0], rng))
+        docs.append(" ".join(_noise(pool, item, rng, rng.randint(1, 3))))
     rng.shuffle(docs)
     return Item(item.id, item.query, item.interpretations, tuple(Document(d) for d in docs))
 

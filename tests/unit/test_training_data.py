@@ -1,16 +1,21 @@
-from askwise.policy import Costs, Turn, render_prompt
+import random
+
+from askwise.policy import Costs, Document, Turn, render_prompt
 from askwise.training.data import (
     MAX_DOCUMENTS,
     MAX_INTERPRETATIONS,
     MIN_DOCUMENTS,
     Interpretation,
     Item,
+    dev_slice,
     grounded_documents,
     item_rng,
     load_ambigqa,
     sample_intent,
 )
+from askwise.training.leakcheck import auc, leak_report, oriented
 from askwise.training.pacific import load_pacific, pacific_items
+from askwise.training.passages import contains_query, statement
 
 
 def test_ambigqa_splits_load_with_interpretations_and_gold_answers():
@@ -40,12 +45,80 @@ def test_grounded_documents_hold_every_reading_and_hide_the_count():
     for item in items:
         texts = " ".join(d.text for d in item.documents)
         for reading in item.interpretations:
-            assert reading.answers[0] in texts
+            assert reading.answers[0].strip().rstrip(".") in texts
         assert len(item.documents) >= max(MIN_DOCUMENTS, len(item.interpretations))
         assert len(item.documents) <= max(MAX_DOCUMENTS, len(item.interpretations))
         counts.setdefault(item.ambiguous, set()).add(len(item.documents))
     # The same document counts occur with and without ambiguity.
-    assert counts[True] & counts[False] == {4, 5, 6}
+    assert counts[True] & counts[False] == {4, 5, 6, 7}
+
+
+def test_documents_are_statements_not_questions_and_rarely_repeat_the_query():
+    repeats = total = 0
+    for item in load_ambigqa("dev", limit=300):
+        for doc in item.documents:
+            assert not doc.text.endswith("?") and "Q:" not in doc.text and "The answer is" not in doc.text
+            assert all(r.question not in doc.text for r in item.interpretations)
+            repeats += contains_query(doc.text, item.query)
+            total += 1
+    # a cloze query ("... desert and?") or one with no question word and no phrase to move is
+    # held by its statement, ambiguous or not; the leak check measures what that gives away
+    assert repeats / total < 0.03
+
+
+def test_statements_put_the_answer_in_the_question_words_place():
+    rng = random.Random(0)
+    said = {statement("Who won the world cup in 2018?", "France", rng) for _ in range(40)}
+    assert said == {"France won the world cup in 2018.", "In 2018, France won the world cup."}
+    assert statement("How many episodes are in season 2 of chesapeake shores?", "10", rng) == \
+        "10 episodes are in season 2 of chesapeake shores."
+    when = statement("When was the first remote control tv invented?", "1950", random.Random(3))
+    assert "1950" in when and "was invented" in when and "?" not in when
+
+
+def test_no_surface_rule_tells_ambiguous_from_single_reading_items():
+    """The leak check: exact query match (with or without the question word) and the document
+    count stay near chance on both dev slices; the topic signal a retriever gives stays."""
+    for split in ("dev-selection", "dev-test"):
+        report = leak_report(load_ambigqa(split))
+        assert report["string_rules"]["exact_query_match"] < 0.6
+        assert report["string_rules"]["exact_query_match_without_question_word"] < 0.6
+        assert report["string_rules"]["documents"] < 0.6
+        assert report["topic_rules"]["documents_about_query"] > 0.8
+
+
+def test_the_old_construction_would_fail_the_leak_check():
+    """The check can fail: documents that repeat a single-reading query word for word (as
+    "Q: <question> A: <answer>" facts did) separate the items almost perfectly."""
+    items = load_ambigqa("dev-selection", limit=200, grounded=False)
+    leaky = [Item(i.id, i.query, i.interpretations,
+                  tuple(Document(f"Q: {r.question} A: {r.answers[0]}.") for r in i.interpretations))
+             for i in items]
+    assert leak_report(leaky)["string_rules"]["exact_query_match"] > 0.8
+
+
+def test_auc_counts_ties_as_half_and_orients_either_way():
+    assert auc([1, 1, 0, 0], [True, True, False, False]) == 1.0
+    assert auc([1, 0], [True, True]) is None
+    assert auc([1, 1], [True, False]) == 0.5
+    assert oriented(auc([0, 0, 1, 1], [True, True, False, False])) == 1.0
+
+
+def test_dev_slices_are_disjoint_fixed_by_id_and_cover_dev():
+    selection = load_ambigqa("dev-selection", grounded=False)
+    test = load_ambigqa("dev-test", grounded=False)
+    dev = load_ambigqa("dev", grounded=False)
+    assert {i.id for i in selection}.isdisjoint({i.id for i in test})
+    assert {i.id for i in selection} | {i.id for i in test} == {i.id for i in dev}
+    assert 0.45 < len(selection) / len(dev) < 0.55
+    assert all(dev_slice(i.id) == "dev-selection" for i in selection)
+    # a limit takes the first items of the slice, never items of the other one
+    assert [i.id for i in load_ambigqa("dev-test", limit=30, grounded=False)] == [i.id for i in test[:30]]
+    # an item's documents do not depend on the slice it is loaded through
+    by_id = {i.id: i for i in load_ambigqa("dev", limit=60)}
+    for item in load_ambigqa("dev-selection", limit=20):
+        if item.id in by_id:
+            assert item.documents == by_id[item.id].documents
 
 
 def test_documents_are_stable_per_seed_and_differ_across_seeds():
