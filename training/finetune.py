@@ -49,6 +49,7 @@ from askwise.policy.checkpoints import trained_grid, write_meta
 
 from . import packed_attention
 from .config import TrainConfig
+from .data import DOCUMENTS_VERSION
 
 Example = tuple[list[dict[str, str]], str]
 DONE_MARKER = ".askwise-done"
@@ -467,6 +468,7 @@ def _save_final(accelerator, model, tokenizer, out: Path, base: Path, config: Tr
             tokenizer.save_pretrained(out)
         write_meta(out, kind="lora" if config.lora else "full", prompt_format=PROMPT_FORMAT_VERSION,
                    base=str(base), setting=config.setting,
+                   game={"user": config.simulator, "documents": DOCUMENTS_VERSION},
                    **trained_grid(init_adapter, config.train_alphas, config.train_betas))
         shutil.rmtree(out / "state", ignore_errors=True)
         (out / DONE_MARKER).write_text(json.dumps(stats.__dict__))

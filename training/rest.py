@@ -35,8 +35,7 @@ from .data import Item, item_rng, load_ambigqa
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes, spec_seed
 from .finetune import DONE_MARKER, finetune, machine
 from .improve import best_action_table, improve, select_for_training, training_examples
-from .rollout import rollout_engine
-from .simulator import LLMSimulator, ReferenceSimulator
+from .rollout import rollout_engine, user_simulator
 
 
 def grow_specs(items: list[Item], config: TrainConfig, iteration: int) -> list[EpisodeSpec]:
@@ -59,8 +58,10 @@ async def play(config: TrainConfig, base: Path, adapter: Path | None, specs: lis
                params: SamplingParams, out: Path, desc: str, log_dir: Path) -> list[Episode]:
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
                               vllm_venv=config.vllm_venv, log_path=log_dir / "rollout-server.log"
-                              ) as engine:
-        simulator = LLMSimulator(engine) if config.simulator == "llm" else ReferenceSimulator()
+                              ) as engine, \
+            user_simulator(config.simulator, config.rollout_backend, base, config.user_model,
+                           threads=config.torch_threads, vllm_venv=config.vllm_venv,
+                           log_path=log_dir / "user-server.log") as simulator:
         return await play_episodes(engine, simulator, specs, params, config.max_questions,
                                    concurrency=config.rollout_concurrency, out=out, desc=desc)
 

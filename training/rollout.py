@@ -62,3 +62,26 @@ async def rollout_engine(backend: RolloutBackend, base: Path, adapter: Path | No
             await engine.aclose()
     finally:
         server.stop()
+
+
+SimulatorKind = Literal["literal", "reference", "llm"]
+
+
+@contextlib.asynccontextmanager
+async def user_simulator(kind: SimulatorKind, backend: RolloutBackend, base: Path,
+                         user_model: Path | None = None, *, threads: int = 2,
+                         vllm_venv: Path | None = None, log_path: Path | None = None):
+    """The user side of self-play. The LLM user gets an engine of its own on `user_model`
+    (default: the base model, no adapter): the user is never the policy being trained."""
+    from .simulator import LiteralSimulator, LLMSimulator, ReferenceSimulator
+
+    if kind == "literal":
+        yield LiteralSimulator()
+    elif kind == "reference":
+        yield ReferenceSimulator()
+    elif kind == "llm":
+        async with rollout_engine(backend, user_model or base, None, threads=threads,
+                                  vllm_venv=vllm_venv, log_path=log_path) as engine:
+            yield LLMSimulator(engine)
+    else:
+        raise ValueError(f"unknown user simulator {kind!r}")

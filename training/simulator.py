@@ -5,11 +5,29 @@ Two things a user does in an episode:
 - `pick`: given a multi-answer ("If you mean X: A" lines), take the answer meant for its
   intent. That picked answer is what F1 scores; the whole list is what beta prices.
 
-`ReferenceSimulator` does both deterministically: it replies with its intent's question and
-picks the reading closest to it by token F1. Cheap and reproducible, for CPU training and
-evaluation. `LLMSimulator` plays the user with a model through the same `Engine` interface
-as the assistant, instructed as in the paper: it knows its intent, does not state it
-verbatim, does not use its own knowledge, and copies the answer that matches its intent.
+`LiteralSimulator`, the default, is a person who knows what they meant but not what the
+assistant is unsure about, and who answers only what is asked. Its rule, over the words that
+set each reading apart (`reading_words`: the words of the reading's disambiguated question
+that neither the query nor any other reading has, "2018" for "Who won the 2018 world cup?"):
+- a question that names the intent (holds one of its words) gets those words back, as short
+  as a person says them ("2018"): the question offered a choice and the user takes it;
+- a question that names only other readings gets a correction of the same kind ("No, 2014":
+  the person sees the offered options are not what they meant and says which one is), at
+  most `CORRECTION_WORDS` of the intent's words;
+- a question that names no reading ("What do you mean?", "Can you be more specific?") gets
+  the query back ("I mean what I asked: ..."): the person cannot know which detail the
+  assistant lacks, so they restate what they said, which carries nothing new.
+It never replies with the intent's question or a sentence of a document: clarifying earns
+only what the question itself asked for, and a long question that recites every document
+earns no more than a short one that names the readings. `pick` takes the line whose label is
+closest to the intent (as a person reading the labels would).
+
+`ReferenceSimulator` is the earlier game's user, kept for comparison: it replies with the
+intent's whole question whatever it is asked (a free look-up of the answer, since that
+question is in the documents of the old construction). `LLMSimulator` plays the user with a
+model through the same `Engine` interface as the assistant, instructed as in the paper; it
+runs on an engine of its own (by default the base model without the policy's adapter), so
+the user is never the policy being trained.
 """
 
 from __future__ import annotations
@@ -17,7 +35,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from askwise.policy import Interpretation as Reading
-from askwise.policy import token_f1
+from askwise.policy import normalize_answer, token_f1
 from askwise.policy.engines.base import Engine, SamplingParams
 
 from .data import Item
@@ -41,8 +59,47 @@ def closest_reading(intent_question: str, readings: tuple[Reading, ...]) -> Read
     return best
 
 
+CORRECTION_WORDS = 4
+# words that name nothing: question words, auxiliaries, determiners, pronouns
+_FUNCTION_WORDS = set("""who whom what which when where why how is was are were do does did has have had
+be been being will can could would should of in on at to for by from with and or a an the that this these
+those it its as s you your i me my mean exactly like want know about one any than their there they them
+his her not only just also very more most other""".split())
+
+
+def _tokens(text: str) -> list[str]:
+    return normalize_answer(text).split()
+
+
+def reading_words(item: Item) -> list[list[str]]:
+    """Per reading, the words (as its question writes them) that set it apart: in its
+    disambiguated question, not in the query, not in any other reading's question, not a
+    function word. A single-reading item's one reading has none."""
+    query = set(_tokens(item.query))
+    questions = [set(_tokens(r.question)) for r in item.interpretations]
+    result = []
+    for k, reading in enumerate(item.interpretations):
+        others = set().union(*(q for j, q in enumerate(questions) if j != k))
+        words, seen = [], set()
+        for word in reading.question.rstrip("?").split():
+            norm = " ".join(_tokens(word))
+            if (norm and norm not in query and norm not in others and norm not in _FUNCTION_WORDS
+                    and norm not in seen and len(item.interpretations) > 1):
+                words.append(word.strip(",;:\"'()"))
+                seen.add(norm)
+        result.append(words)
+    return result
+
+
+def named_readings(item: Item, question: str) -> set[int]:
+    """The readings `question` names: those with a word of theirs (`reading_words`) in it."""
+    asked = set(_tokens(question))
+    return {k for k, words in enumerate(reading_words(item))
+            if any(" ".join(_tokens(w)) in asked for w in words)}
+
+
 class ReferenceSimulator:
-    """Deterministic user: states its intent when asked; picks the closest reading."""
+    """The earlier game's user: states its intent's whole question whatever it is asked."""
 
     async def reply(self, item: Item, intent: int, question: str) -> str:
         return item.interpretations[intent].question
@@ -50,6 +107,25 @@ class ReferenceSimulator:
     async def pick(self, item: Item, intent: int, readings: tuple[Reading, ...], message: str) -> str:
         chosen = closest_reading(item.interpretations[intent].question, readings)
         return message if chosen is None else chosen.answer
+
+
+class LiteralSimulator(ReferenceSimulator):
+    """A user who answers only what is asked (the rule is in the module docstring)."""
+
+    async def reply(self, item: Item, intent: int, question: str) -> str:
+        return literal_reply(item, intent, question)
+
+
+def literal_reply(item: Item, intent: int, question: str) -> str:
+    words = reading_words(item)[intent]
+    named = named_readings(item, question)
+    if intent in named:
+        asked = set(_tokens(question))
+        return " ".join(w for w in words if " ".join(_tokens(w)) in asked)
+    if named:
+        # a reading subsumed by another has no words of its own: "not those" still tells
+        return "No, " + " ".join(words[:CORRECTION_WORDS]) if words else "No, neither of those."
+    return f"I mean what I asked: {item.query}"
 
 
 USER_INSTRUCTIONS = """\
@@ -67,7 +143,7 @@ and nothing else."""
 
 
 class LLMSimulator:
-    """The user played by a model, through the same engine interface as the assistant."""
+    """The user played by a model, through an engine interface of its own (`--user-model`)."""
 
     def __init__(self, engine: Engine, model: str | None = None, max_tokens: int = 48,
                  temperature: float = 0.0):

@@ -11,6 +11,7 @@ from helpers import gateway
 
 from askwise.policy import PROMPT_FORMAT_VERSION
 from askwise.policy.checkpoints import read_meta
+from askwise.training.data import DOCUMENTS_VERSION, load_ambigqa
 
 TINY_TRAIN = ["--train-items", "3", "--bootstrap-items", "6", "--samples-per-action", "1",
               "--free-samples", "1", "--rollout-backend", "transformers", "--batch-size", "4",
@@ -54,6 +55,14 @@ def test_train_writes_a_resumable_run_and_a_servable_adapter(trained):
     assert iteration["finetune"]["target_tokens"] > 0
     episodes = (trained / "iter-1" / "episodes.jsonl").read_text().splitlines()
     assert {json.loads(line)["forced"] for line in episodes} == {"answer", "multi_answer", "clarify", None}
+    # the literal user played: after a question it never hands over a reading's whole question
+    asked = [json.loads(line) for line in episodes if json.loads(line)["questions"]]
+    assert asked and all(e["turns"][2]["role"] == "user" for e in asked)
+    items = {i.id: i for i in load_ambigqa("train", limit=3)}
+    for e in asked:
+        assert e["turns"][2]["content"] not in {r.question for r in items[e["item_id"]].interpretations} - {
+            items[e["item_id"]].query}
+    assert read_meta(adapter)["game"] == {"user": "literal", "documents": DOCUMENTS_VERSION}
 
     # Rerunning the same run replays nothing and retrains nothing.
     before = (trained / "iter-1" / "episodes.jsonl").read_bytes()
@@ -85,7 +94,7 @@ def test_eval_writes_tables_json_and_plots(trained, tmp_path):
     assert len(summary["cells"]) == 4
     for cell in summary["cells"]:
         assert set(cell["fixed"]) == {"always-answer", "always-multi", "always-clarify"}
-        assert cell["oracle"] >= max(cell["fixed"].values()) - 1e-9
+        assert cell["best_forced"] >= max(cell["fixed"].values()) - 1e-9
         assert 0 <= cell["policy"]["clarify_rate"] <= 1
         assert "prompted" in cell
         # beating by a margin implies a higher mean; the converse need not hold
@@ -111,22 +120,24 @@ def test_eval_plays_through_real_vllm(trained, tmp_path):
 
 
 def test_llm_user_simulator_answers_and_picks_with_the_real_model(base_checkpoint):
+    """The LLM user runs on an engine of its own (the base model, no adapter), started and
+    stopped by `user_simulator` as training and evaluation use it."""
     import asyncio
 
     from askwise.policy import Interpretation as Reading
-    from askwise.policy.engines.transformers_engine import TransformersEngine
-    from askwise.training.data import load_ambigqa
+    from askwise.training.rollout import user_simulator
     from askwise.training.simulator import LLMSimulator
 
     item = next(i for i in load_ambigqa("dev", limit=50) if i.ambiguous)
-    engine = TransformersEngine(base_checkpoint).start()
-    engine.wait_ready(300)
-    try:
-        simulator = LLMSimulator(engine, max_tokens=24)
-        reply = asyncio.run(simulator.reply(item, 0, "Which one do you mean?"))
-        readings = tuple(Reading(r.question, r.answers[0]) for r in item.interpretations)
-        picked = asyncio.run(simulator.pick(item, 1, readings, ""))
-    finally:
-        asyncio.run(engine.aclose())
+    readings = tuple(Reading(r.question, r.answers[0]) for r in item.interpretations)
+
+    async def play():
+        async with user_simulator("llm", "transformers", base_checkpoint, threads=1) as simulator:
+            assert isinstance(simulator, LLMSimulator)
+            simulator.params = simulator.params.__class__(max_tokens=24, temperature=0.0, stop=("\n",))
+            return (await simulator.reply(item, 0, "Which one do you mean?"),
+                    await simulator.pick(item, 1, readings, ""))
+
+    reply, picked = asyncio.run(play())
     assert reply.strip()
     assert picked in {r.answer for r in readings}  # only an answer the assistant gave
