@@ -30,7 +30,7 @@ def register(subcommands) -> None:
     evaluate = subcommands.add_parser(
         "eval", help="evaluate a policy over a grid of costs against baselines",
         description="Mean reward, F1 and action rates per (alpha, beta) cell for the policy, the "
-        "prompted base model, the fixed strategies and the oracle; Markdown, JSON and PNG plots.")
+        "prompted base model, the fixed strategies and the best forced reply per item; Markdown, JSON and PNG plots.")
     add_model_arguments(evaluate, EvalConfig)
     evaluate.add_argument("--no-adapter", action="store_true",
                           help="evaluate the base model itself (no adapter, no baselines of it)")

@@ -22,6 +22,7 @@ resumes where it was.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -186,10 +187,12 @@ def assistant_examples(episode: Episode, costs: Costs, documents, max_questions:
 
 
 def load_episodes(path: Path) -> list[Episode]:
+    """Episodes from a JSONL file, or a gzipped one (`.gz`, as reports commit them)."""
     if not path.exists():
         return []
     episodes = []
-    with open(path, encoding="utf-8") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if line:

@@ -2,34 +2,37 @@
 
 For every cell (alpha, beta) of the grid the policy plays each evaluation item once, greedily,
 with those costs in its prompt. Every system meets the same items with the same intents
-(drawn once per item from the seed) and the same reference user.
+(drawn once per item from the seed) and the same user simulator (the literal user by
+default, simulator.py). The run says which slice of the data it ran on in every file it writes
+(`split`: "dev-selection" for decisions, "dev-test" for a checkpoint being shipped; data.py).
 
-Baselines on the same items:
+Baselines on the same items, at the same costs:
 - prompted: the base model with the same prompt, no training;
 - always-answer / always-multi / always-clarify: the evaluated checkpoint with its first
-  action forced. A fixed strategy does not read the costs, so each is played once (prompted
-  with the grid's middle cell) and scored for every cell;
-- oracle: per item, the best of the three forced episodes for that cell. It knows which
-  action pays off before acting: an upper bound for choosing among these three replies. Its
-  clarify and multi-answer rates, and their Spearman correlations with the costs, are what
-  reward maximisation with these replies would show.
+  action forced, played in every cell with that cell's costs in its prompt;
+- best forced reply: per item, the best of the three forced episodes for that cell. It knows
+  which action pays off before acting: an upper bound for choosing among these replies, and
+  its rates are what reward maximisation with these replies would show (called the oracle in
+  earlier reports);
 - readings rule: per cell, the forced action that is best on average over the items with the
-  same number of readings (1, 2, 3, 4 or more), taken for each of them. What a policy could
-  reach whose only knowledge of an item is how ambiguous it is, with this checkpoint's replies.
-  It is chosen on the episodes it is scored on, so it is optimistic; when even it does not
-  beat the fixed strategies in a cell, no reading of the query can, only better replies.
+  same number of readings (1, 2, 3, 4 or more), taken for each of them: what knowing only
+  how ambiguous an item is could reach with these replies. Chosen on the episodes it is
+  scored on, so optimistic.
 
 The policy beats a baseline in a cell when its mean reward is higher by more than twice the
 standard error of the paired per-item difference (`beats`).
 
 Per cell: mean reward, F1, clarify rate (first action `#CLARIFY`), multi-answer rate (final
-action `#MULTI_ANS`), mean words of the final answer, mean questions. F1 is taken in
-expectation over the intents where the reply could not depend on the intent (episodes.py),
-for every system alike. Steerability: Spearman correlation across the cells between alpha and
-the clarify rate, and between beta and the multi-answer rate.
+action `#MULTI_ANS`), mean words of the final answer, mean questions, and the clarify-or-list
+rate on ambiguous and on single-reading items. F1 is taken in expectation over the intents
+where the reply could not depend on the intent (episodes.py), for every system alike. Over
+the grid: question specificity, list quality and steering within each row and column
+(quality.py), the pooled Spearman correlations, and the leak check on the items
+(leakcheck.py).
 
-Everything lands in the output folder: episodes (JSONL, so a rerun resumes), `eval.json`,
-`eval.md` and PNG plots (plots.py).
+Everything lands in the output folder: episodes (JSONL, so a rerun resumes; read back from
+`.jsonl.gz` too, so a committed report rebuilds without an engine), `eval.json`, `eval.md`
+and PNG plots (plots.py).
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ from askwise.policy.engines.base import SamplingParams
 from .config import TRAIN_ALPHAS, TRAIN_BETAS
 from .data import Item, item_rng, load_ambigqa, sample_intent
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes
-from .rollout import rollout_engine
-from .simulator import LLMSimulator, ReferenceSimulator
+from .leakcheck import leak_report
+from .quality import awareness, list_quality, question_quality, steering
+from .rollout import rollout_engine, user_simulator
 
 EVAL_ALPHAS = [0.02, 0.05, 0.1, 0.2, 0.5]
 EVAL_BETAS = [0.001, 0.002, 0.005, 0.01, 0.03]
@@ -65,7 +69,9 @@ class EvalConfig(BaseModel):
                                  "shipped default policy; 'none' evaluates the base model).")
     base_model: Path | None = Field(None, description="Base checkpoint (default: SmolLM2-135M).")
     dataset: Literal["ambigqa", "pacific"] = Field("ambigqa", description="Evaluation data.")
-    split: str = Field("dev", description="AmbigQA split (PACIFIC: validation).")
+    split: str = Field("dev-selection", description="AmbigQA split: dev-selection (for every "
+                       "decision), dev-test (only for a checkpoint being shipped), dev (both), "
+                       "train; PACIFIC: validation.")
     items: int = Field(200, ge=1, description="First N usable items of the split.")
     setting: Literal["grounded", "closed-book"] = Field("grounded", description="See askwise train.")
     alphas: list[float] = Field(EVAL_ALPHAS, description="Grid alpha values.")
@@ -74,14 +80,18 @@ class EvalConfig(BaseModel):
                                       "the unseen cells; askwise eval takes them from the "
                                       "adapter's askwise.json when it records them).")
     train_betas: list[float] = Field(TRAIN_BETAS, description="Betas seen in training (likewise).")
-    baselines: bool = Field(True, description="Also run the fixed strategies and the oracle.")
+    baselines: bool = Field(True, description="Also run the fixed strategies and the best forced reply per item.")
     prompted: bool = Field(True, description="Also run the prompted base model (slow on CPU: "
                            "its replies run to max_tokens; ~30 min for 200 items x 25 cells).")
     output_dir: Path = Field(Path("runs/eval"), description="Where episodes, tables and plots go.")
     seed: int = Field(0, description="Seeds documents and intents.")
     max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
     max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
-    simulator: Literal["reference", "llm"] = Field("reference", description="The user simulator.")
+    simulator: Literal["literal", "reference", "llm"] = Field(
+        "literal", description="The user: literal (answers only what is asked), reference (the "
+        "earlier game's user, who states its intent whatever it is asked) or llm (--user-model).")
+    user_model: Path | None = Field(None, description="Checkpoint that plays the LLM user, on "
+                                    "an engine of its own (default: the base model, no adapter).")
     rollout_backend: Literal["vllm", "transformers"] = Field("vllm", description="Engine.")
     rollout_concurrency: int = Field(64, ge=1, description="Episodes played at once.")
     vllm_venv: Path | None = Field(None, description="Virtualenv with vLLM.")
@@ -113,10 +123,9 @@ def eval_specs(items: list[Item], grid: list[Costs], seed: int, forced: Action |
 
 
 def fixed_specs(items: list[Item], config: EvalConfig, action: Action) -> list[EpisodeSpec]:
-    """A fixed strategy's episodes: it does not read the costs, so it is played once, prompted
-    with the grid's middle cell, and scored for every cell."""
-    grid = config.grid()
-    return eval_specs(items, [grid[len(grid) // 2]], config.seed, forced=action)
+    """A fixed strategy's episodes: its first action is forced, and it plays every cell with
+    that cell's costs in its prompt (the words of its reply may follow them)."""
+    return eval_specs(items, config.grid(), config.seed, forced=action)
 
 
 def saved_episodes(out: Path, runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]] | None:
@@ -125,6 +134,7 @@ def saved_episodes(out: Path, runs: dict[str, list[EpisodeSpec]]) -> dict[str, l
     results = {}
     for name, specs in runs.items():
         done = {e.key: e for e in load_episodes(out / f"episodes-{name}.jsonl")}
+        done.update({e.key: e for e in load_episodes(out / f"episodes-{name}.jsonl.gz")})
         if any(spec.key not in done for spec in specs):
             return None
         results[name] = [done[spec.key] for spec in specs]
@@ -140,8 +150,10 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
         return saved
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
                               vllm_venv=config.vllm_venv, log_path=out / "rollout-server.log"
-                              ) as engine:
-        simulator = LLMSimulator(engine) if config.simulator == "llm" else ReferenceSimulator()
+                              ) as engine, \
+            user_simulator(config.simulator, config.rollout_backend, base, config.user_model,
+                           threads=config.torch_threads, vllm_venv=config.vllm_venv,
+                           log_path=out / "user-server.log") as simulator:
         results = {}
         for name, specs in runs.items():
             results[name] = await play_episodes(
@@ -192,7 +204,7 @@ def paired_difference(mine: dict[str, float], theirs: dict[str, float]) -> tuple
     return mean, (var / len(diffs)) ** 0.5
 
 
-def oracle(fixed: dict[str, dict[str, float]]) -> dict:
+def best_forced(fixed: dict[str, dict[str, float]]) -> dict:
     """Per item, the forced action with the best reward (`fixed`: per strategy, per item; a
     tie goes to the strategy listed first): its mean reward and how often it clarifies and
     lists. Its rates are what maximising reward item by item with these replies would do, so
@@ -257,7 +269,7 @@ def f1_by_readings(forced: dict[str, list[Episode]], items: dict[str, Item]) -> 
         for e in episodes:
             groups.setdefault(readings(items[e.item_id]), []).append(e)
         for k, group in sorted(groups.items()):
-            row = table.setdefault(str(k), {"items": len(group)})
+            row = table.setdefault(str(k), {"items": len({e.item_id for e in group})})
             row[name] = sum(e.outcome(items[e.item_id]).f1 for e in group) / len(group)
             if FIXED.get(name) is Action.MULTI_ANSWER:
                 row["list_lines"] = sum(map(list_lines, group)) / len(group)
@@ -299,15 +311,16 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
         mine = [e for e in policy if e.sample == index]
         cell = {"alpha": costs.alpha, "beta": costs.beta,
                 "unseen": costs.alpha not in config.train_alphas or costs.beta not in config.train_betas,
-                "policy": cell_metrics(mine, by_id, costs)}
+                "policy": {**cell_metrics(mine, by_id, costs), **awareness(mine, by_id)}}
         if forced:
-            fixed = {name: item_rewards(eps, by_id, costs) for name, eps in forced.items()}
+            fixed = {name: item_rewards([e for e in eps if e.sample == index], by_id, costs)
+                     for name, eps in forced.items()}
             cell["fixed"] = {name: mean_reward(r) for name, r in fixed.items()}
-            best = oracle(fixed)
-            cell["oracle"] = best.pop("reward")
-            cell["oracle_actions"] = best
-            cell["oracle_fraction"] = (cell["policy"]["reward"] / cell["oracle"]
-                                       if cell["oracle"] > 0 else None)
+            best = best_forced(fixed)
+            cell["best_forced"] = best.pop("reward")
+            cell["best_forced_actions"] = best
+            cell["best_forced_fraction"] = (cell["policy"]["reward"] / cell["best_forced"]
+                                            if cell["best_forced"] > 0 else None)
             rule = readings_rule(fixed, by_id)
             rule_rewards = rule.pop("item_rewards")
             cell["readings_rule"] = {
@@ -327,8 +340,12 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
     alphas = [c["alpha"] for c in cells]
     betas = [c["beta"] for c in cells]
     summary = {
-        "dataset": config.dataset, "items": len(items), "setting": config.setting,
-        "adapter": str(config.adapter) if config.adapter else None,
+        "dataset": config.dataset, "split": config.split, "items": len(items),
+        "ambiguous_items": sum(item.ambiguous for item in items), "setting": config.setting,
+        "simulator": config.simulator, "adapter": str(config.adapter) if config.adapter else None,
+        "leak_check": leak_report(items),
+        "questions": question_quality(policy, by_id),
+        "lists": list_quality(policy, by_id),
         "spearman_alpha_clarify": spearman(alphas, [c["policy"]["clarify_rate"] for c in cells]),
         "spearman_beta_multi": spearman(betas, [c["policy"]["multi_rate"] for c in cells]),
         "cells_beating_all_baselines": sum(c["beats_all_baselines"] for c in cells),
@@ -344,10 +361,14 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
             "cells_beating_fixed": sum(r["beats_fixed"] for r in rules),
             "spearman_alpha_clarify": spearman(alphas, [r["clarify_rate"] for r in rules]),
             "spearman_beta_multi": spearman(betas, [r["multi_rate"] for r in rules])}
-        best = [c["oracle_actions"] for c in cells]
-        summary["oracle"] = {
+        best = [c["best_forced_actions"] for c in cells]
+        summary["best_forced"] = {
             "spearman_alpha_clarify": spearman(alphas, [b["clarify_rate"] for b in best]),
             "spearman_beta_multi": spearman(betas, [b["multi_rate"] for b in best])}
+        summary["steering"] = steering(cells, spearman, lambda c, rate: c["policy"][rate],
+                                       lambda c, rate: c["best_forced_actions"][rate])
+        summary["forced_questions"] = question_quality(forced.get("always-clarify", []), by_id)
+        summary["forced_lists"] = list_quality(forced.get("always-multi", []), by_id)
     if prompted is not None:
         summary["prompted_spearman_alpha_clarify"] = spearman(
             alphas, [c["prompted"]["clarify_rate"] for c in cells])

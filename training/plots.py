@@ -37,6 +37,8 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
     right.set_xticks(betas, [f"{b:g}" for b in betas])
     right.minorticks_off()
     right.legend(fontsize=8)
+    fig.suptitle(f"{summary['dataset']} {summary.get('split', '')}, {summary.get('simulator', 'reference')} user",
+                 fontsize=9)
     fig.tight_layout()
     written.append(out / "action_rates.png")
     fig.savefig(written[-1], dpi=110)
@@ -47,8 +49,8 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
         systems["prompted base"] = lambda c: c["prompted"]["reward"]
     for name in cells[0].get("fixed", {}):
         systems[name] = lambda c, n=name: c["fixed"][n]
-    if "oracle" in cells[0]:
-        systems["oracle"] = lambda c: c["oracle"]
+    if "best_forced" in cells[0]:
+        systems["best forced reply (bound)"] = lambda c: c["best_forced"]
     fig, ax = plt.subplots(figsize=(13, 4.5))
     width = 0.8 / len(systems)
     for k, (name, value) in enumerate(systems.items()):
@@ -58,7 +60,8 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
     ax.set_xticklabels([f"{c['alpha']:g}/{c['beta']:g}" + ("*" if c["unseen"] else "") for c in cells],
                        rotation=70, fontsize=7)
     ax.set(xlabel="alpha/beta (* unseen in training)", ylabel="mean reward",
-           title="Reward per cost cell: policy vs baselines")
+           title=f"Reward per cost cell: policy vs baselines ({summary.get('split', '')}, "
+                 f"{summary.get('simulator', 'reference')} user)")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()

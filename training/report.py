@@ -26,10 +26,46 @@ def _num(value) -> str:
     return "undefined (the rate never varies)" if value is None else f"{value:.3f}"
 
 
+def _share(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _quality_rows(summary: dict, row) -> None:
+    """Question specificity, list quality, the leak check and within-row steering."""
+    for key, who in (("questions", "policy"), ("forced_questions", "forced #CLARIFY")):
+        q = summary.get(key)
+        if q:
+            row(f"{who}: clarifying questions on ambiguous items naming at least two readings",
+                f"{_share(q['naming_two_readings'])} of {q['questions']}")
+            row(f"{who}: ... that are questions (end with '?')", _share(q["are_questions"]))
+            row(f"{who}: ... mean words", "n/a" if q["mean_words"] is None else f"{q['mean_words']:.1f}")
+    for key, who in (("lists", "policy"), ("forced_lists", "forced #MULTI_ANS")):
+        q = summary.get(key)
+        if q:
+            row(f"{who}: F1 of the line the user picks by label / F1 of the best line",
+                f"{_share(q['picked_over_best'])} ({_share(q['picked_f1'])} / {_share(q['best_line_f1'])}, "
+                f"{q['lists']} lists)")
+    leak = summary.get("leak_check")
+    if leak:
+        for name, value in leak["string_rules"].items():
+            row(f"leak check: AUC of `{name}` for 'ambiguous' (0.5 = no leak)", _share(value))
+        for name, value in leak["topic_rules"].items():
+            row(f"topic signal: AUC of `{name}` (legitimate; a retriever gives it)", _share(value))
+    steer = summary.get("steering")
+    if steer:
+        for kind, cost, rate in (("rows", "alpha", "multi-answer"), ("columns", "beta", "clarify")):
+            moving = "beta" if cost == "alpha" else "alpha"
+            cells = [f"{cost}={r[cost]:g}: {_num(r['spearman']) if r['bound_varies'] else 'bound flat'}"
+                     f"{'' if r['monotone'] else ' (rises)'}" for r in steer[kind]]
+            row(f"Spearman({moving}, {rate} rate) within each {cost} {kind[:-1]}", "; ".join(cells))
+
+
 def write_markdown(summary: dict, path: Path) -> None:
     cells = summary["cells"]
-    lines = [f"# Evaluation: {summary['dataset']} ({summary['setting']}), {summary['items']} items",
-             "", f"Policy: `{summary['adapter'] or 'base model'}`. Cells marked * use an alpha or a "
+    lines = [f"# Evaluation: {summary['dataset']} {summary.get('split', '')} ({summary['setting']}), "
+             f"{summary['items']} items",
+             "", f"Policy: `{summary['adapter'] or 'base model'}`. Slice: `{summary.get('split')}`. "
+             f"User: `{summary.get('simulator', 'reference')}`. Cells marked * use an alpha or a "
              "beta never seen in training.", "",
              "| target | value |", "| --- | --- |"]
 
@@ -47,11 +83,12 @@ def write_markdown(summary: dict, path: Path) -> None:
     if "prompted_spearman_alpha_clarify" in summary:
         row("prompted base: Spearman(alpha, clarify rate)", _num(summary["prompted_spearman_alpha_clarify"]))
         row("prompted base: Spearman(beta, multi-answer rate)", _num(summary["prompted_spearman_beta_multi"]))
-    if "oracle" in summary:
-        best = summary["oracle"]
-        row("oracle (reward-maximising with these replies): Spearman(alpha, clarify rate)",
-            _num(best["spearman_alpha_clarify"]))
-        row("oracle: Spearman(beta, multi-answer rate)", _num(best["spearman_beta_multi"]))
+    if "best_forced" in summary:
+        best = summary["best_forced"]
+        row("best forced reply per item (reward-maximising with these replies): Spearman(alpha, "
+            "clarify rate)", _num(best["spearman_alpha_clarify"]))
+        row("best forced reply: Spearman(beta, multi-answer rate)", _num(best["spearman_beta_multi"]))
+    _quality_rows(summary, row)
     if "readings_rule" in summary:
         rule = summary["readings_rule"]
         row("readings rule (bound, see below): cells beating every fixed strategy",
@@ -74,13 +111,13 @@ def write_markdown(summary: dict, path: Path) -> None:
                   + "".join(f" | {row.get(n, float('nan')):.2f}" for n in extra) + " |"
                   for k, row in rule["f1_by_readings"].items()]
     sections = [("Policy: mean reward", lambda c: c["policy"]["reward"], "{:.3f}")]
-    if "oracle" in cells[0]:
+    if "best_forced" in cells[0]:
         sections += [
             ("Best fixed strategy: mean reward", lambda c: max(c["fixed"].values()), "{:.3f}"),
-            ("Oracle (best forced action per item): mean reward", lambda c: c["oracle"], "{:.3f}"),
-            ("Policy reward as a fraction of the oracle's", lambda c: c["oracle_fraction"], "{:.2f}"),
-            ("Oracle: clarify rate", lambda c: c["oracle_actions"]["clarify_rate"], "{:.2f}"),
-            ("Oracle: multi-answer rate", lambda c: c["oracle_actions"]["multi_rate"], "{:.2f}"),
+            ("Best forced reply per item (bound): mean reward", lambda c: c["best_forced"], "{:.3f}"),
+            ("Policy reward as a fraction of the bound's", lambda c: c["best_forced_fraction"], "{:.2f}"),
+            ("Bound: clarify rate", lambda c: c["best_forced_actions"]["clarify_rate"], "{:.2f}"),
+            ("Bound: multi-answer rate", lambda c: c["best_forced_actions"]["multi_rate"], "{:.2f}"),
             ("Readings rule (the best forced action for each number of readings, chosen on "
              "these episodes: what knowing how ambiguous each query is could reach with these "
              "replies): mean reward", lambda c: c["readings_rule"]["reward"], "{:.3f}"),
@@ -92,6 +129,10 @@ def write_markdown(summary: dict, path: Path) -> None:
         ("Policy: F1", lambda c: c["policy"]["f1"], "{:.3f}"),
         ("Policy: clarify rate", lambda c: c["policy"]["clarify_rate"], "{:.2f}"),
         ("Policy: multi-answer rate", lambda c: c["policy"]["multi_rate"], "{:.2f}"),
+        ("Policy: clarify-or-list rate on ambiguous items",
+         lambda c: c["policy"].get("ambiguous_clarify_or_list"), "{:.2f}"),
+        ("Policy: clarify-or-list rate on single-reading items",
+         lambda c: c["policy"].get("single_clarify_or_list"), "{:.2f}"),
         ("Policy: mean words of the final answer", lambda c: c["policy"]["words"], "{:.1f}"),
         ("Policy: mean questions", lambda c: c["policy"]["questions"], "{:.2f}"),
         ("Policy beats every baseline (1 = yes)", lambda c: float(c["beats_all_baselines"]), "{:.0f}"),

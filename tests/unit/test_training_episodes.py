@@ -290,8 +290,8 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
     assert dear["clarify_rate"] == 0.0 and dear["multi_rate"] == 0.5
 
 
-def test_the_oracle_takes_the_best_forced_action_per_item_and_counts_its_actions():
-    from askwise.training.evaluate import item_rewards, oracle
+def test_the_best_forced_bound_takes_the_best_forced_action_per_item_and_counts_its_actions():
+    from askwise.training.evaluate import best_forced, item_rewards
 
     items = four_ambiguous_four_plain()
     # The list happens to be right on a0 and a1 only; a question always finds the answer.
@@ -302,7 +302,7 @@ def test_the_oracle_takes_the_best_forced_action_per_item_and_counts_its_actions
         "always-clarify": [forced_episode(i, Action.CLARIFY, 1.0, questions=1) for i in items],
     }
     def best(costs):
-        return oracle({n: item_rewards(eps, items, costs) for n, eps in forced.items()})
+        return best_forced({n: item_rewards(eps, items, costs) for n, eps in forced.items()})
 
     dear = best(Costs(alpha=0.5, beta=0.001))
     assert dear["multi_rate"] == 0.25 and dear["clarify_rate"] == 0.25
