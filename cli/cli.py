@@ -63,6 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:  # a missing or wrong model: what to install or pass says it all
         print(f"askwise: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        # a config that fails validation (pydantic's error is a ValueError): each problem on
+        # a line of its own, no traceback
+        errors = getattr(exc, "errors", None)
+        if not callable(errors):
+            raise
+        for error in errors():
+            where = ".".join(str(part) for part in error.get("loc", ())) or "config"
+            print(f"askwise: {where}: {error['msg']}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         extra = next((name for name, modules in EXTRAS.items() if top in modules), None)

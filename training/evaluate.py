@@ -42,7 +42,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from askwise.policy import Action, Costs, best_f1
 from askwise.policy.actions import parse_interpretations
@@ -50,7 +50,7 @@ from askwise.policy.checkpoints import ensure_base_checkpoint, read_meta
 from askwise.policy.engines.base import SamplingParams
 
 from .config import TRAIN_ALPHAS, TRAIN_BETAS
-from .data import Item, item_rng, load_ambigqa, sample_intent
+from .data import SPLITS, Item, item_rng, load_ambigqa, sample_intent
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes
 from .leakcheck import leak_report
 from .quality import awareness, list_quality, question_quality, steering
@@ -96,6 +96,15 @@ class EvalConfig(BaseModel):
     rollout_concurrency: int = Field(64, ge=1, description="Episodes played at once.")
     vllm_venv: Path | None = Field(None, description="Virtualenv with vLLM.")
     torch_threads: int = Field(2, ge=1, description="CPU threads (transformers backend).")
+
+    @model_validator(mode="after")
+    def _split_names_the_data(self) -> EvalConfig:
+        # PACIFIC has one split; a report must not say it ran on an AmbigQA slice
+        if self.dataset == "pacific":
+            self.split = "validation"
+        elif self.split not in SPLITS:
+            raise ValueError(f"unknown AmbigQA split {self.split!r}; choose from {sorted(SPLITS)}")
+        return self
 
     def grid(self) -> list[Costs]:
         return [Costs(alpha=float(a), beta=float(b)) for a in self.alphas for b in self.betas]

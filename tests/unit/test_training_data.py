@@ -174,3 +174,20 @@ def test_train_flags_take_lists_of_choices_and_refuse_others():
         parser.parse_args(["--bootstrap-actions", "shout"])
     with pytest.raises(ValueError, match="train nothing"):
         TrainConfig(iterations=0, bootstrap_items=0)
+
+
+def test_eval_refuses_an_unknown_slice_in_one_line():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "askwise", "eval", "--split", "dev-tset", "--items", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "unknown AmbigQA split 'dev-tset'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_pacific_report_never_names_an_ambigqa_slice():
+    from askwise.training.evaluate import EvalConfig
+
+    assert EvalConfig(dataset="pacific").split == "validation"
+    assert EvalConfig().split == "dev-selection"
