@@ -44,6 +44,9 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
+    if "ambiguous_clarify_or_list" in cells[0]["policy"]:
+        written.append(_awareness_plot(summary, alphas, betas, at, out, plt))
+
     systems = {"policy": lambda c: c["policy"]["reward"]}
     if "prompted" in cells[0]:
         systems["prompted base"] = lambda c: c["prompted"]["reward"]
@@ -69,3 +72,25 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
     return written
+
+
+def _awareness_plot(summary, alphas, betas, at, out: Path, plt) -> Path:
+    """Clarify-or-list rate against alpha, ambiguous items (solid) vs single-reading (dashed)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for k, b in enumerate(betas):
+        color = f"C{k}"
+        for key, style, label in (("ambiguous_clarify_or_list", "-", "ambiguous"),
+                                  ("single_clarify_or_list", "--", "single reading")):
+            values = [at[(a, b)]["policy"].get(key) for a in alphas]
+            ax.plot(alphas, [float("nan") if v is None else v for v in values], style, color=color,
+                    marker="o", label=f"beta={b:g}, {label}")
+    ax.set(xscale="log", xlabel="alpha (cost per question)", ylabel="clarify-or-list rate", ylim=(-0.02, 1.02),
+           title=f"Asks or lists: ambiguous vs single-reading items ({summary.get('split', '')})")
+    ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+    ax.minorticks_off()
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path = out / "awareness.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
