@@ -69,7 +69,7 @@ def _declarative(aux: str, rest: list[str]) -> list[str]:
     return list(rest)
 
 
-def _front_phrase(clause: list[str], rng: random.Random) -> list[str] | None:
+def _front_phrase(clause: list[str]) -> list[str] | None:
     """The clause with its last prepositional phrase moved to the front, or None."""
     for k in range(len(clause) - 1, 0, -1):
         if clause[k].lower() in _PREPOSITIONS and k < len(clause) - 1:
@@ -106,7 +106,7 @@ def _statement(question: str, answer: str, rng: random.Random) -> str:
     def place(clause: list[str], tail: list[str]) -> str:
         # "In 2018, France won the world cup" and "France won the world cup in 2018" both
         # occur in passages; moving the phrase also keeps the query from reading verbatim.
-        fronted = _front_phrase(clause, rng) if rng.random() < MOVE_PHRASE else None
+        fronted = _front_phrase(clause) if rng.random() < MOVE_PHRASE else None
         if fronted is not None:
             return _capitalise(_join(tail + fronted if tail else fronted)) + "."
         return _capitalise(_join(clause + tail)) + "."
@@ -165,7 +165,7 @@ def _statement(question: str, answer: str, rng: random.Random) -> str:
         return _capitalise(_join(words[:inner] + [answer] + words[inner + 1:])) + "."
     # No question word to replace ("the biggest state in the us"): the answer names it, with
     # the phrase moved where there is one ("In the us, the biggest state is Alaska").
-    fronted = _front_phrase(words, rng)
+    fronted = _front_phrase(words)
     if fronted is not None:
         return _capitalise(_join(fronted + ["is", answer])) + "."
     return _capitalise(_join([answer, "is"] + words)) + "."
