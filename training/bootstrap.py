@@ -9,8 +9,11 @@ the annotations, before any self-play:
 - `#MULTI_ANS`: one "If you mean <reading>: <answer>" line per reading, the reading named by
   its whole disambiguated question or, with `list_labels="difference"`, by only the words
   that question adds to the query ("If you mean in 2016: ..."; `reading_labels`);
-- `#CLARIFY`: a question naming the readings, then, after the user's reply (the reference
-  simulator's), `#ANSWER` with the answer for the reading the user meant.
+- `#CLARIFY`: a question offering the readings by what sets each apart, as a person would ask
+  it ("Do you mean in 2018 or in 2014?", `question_labels`), then the literal user's short
+  reply ("2018") and `#ANSWER` with the answer for the reading the user meant. On an item
+  with one reading there is nothing to offer; the question is an open one and the user's
+  reply restates the query, which is what such a question earns in the game.
 Each item shows ONE action drawn uniformly, under costs drawn uniformly from the training grid:
 nothing here ties an action to the costs or to the item. When to use which action is left
 entirely to ReST, which learns it from rewards.
@@ -25,7 +28,7 @@ from typing import Literal
 from askwise.policy import Action, Costs, Interpretation, Turn, format_action, render_prompt
 
 from .data import Item, item_rng
-from .simulator import ReferenceSimulator
+from .simulator import LiteralSimulator, reading_words
 
 ListLabels = Literal["question", "difference"]
 
@@ -56,13 +59,35 @@ def reading_labels(item: Item, list_labels: ListLabels = "question") -> list[str
     return labels
 
 
+QUESTION_READINGS = 4  # a spoken question offers a few options; the user corrects the rest
+LABEL_WORDS = 5  # an option longer than this reads as a sentence, not a choice
+
+
+def question_labels(item: Item) -> list[str]:
+    """How a clarifying question names each reading: what its question adds to the query
+    ("in 2018") when that is short, else the words that set it apart ("2018"), else (a
+    reading with no words of its own) its whole question."""
+    short = reading_labels(item, "difference")
+    labels = []
+    for k, (reading, words) in enumerate(zip(item.interpretations, reading_words(item))):
+        own = {w.lower() for w in words}
+        said = {w.strip(",;:\"'()").lower() for w in short[k].split()}
+        if short[k] != reading.question and len(said) <= LABEL_WORDS and own & said:
+            labels.append(short[k])
+        elif words:
+            labels.append(" ".join(words[:LABEL_WORDS]))
+        else:
+            labels.append(reading.question.rstrip("?"))
+    return labels
+
+
 def clarifying_question(item: Item) -> str:
-    readings = [r.question.rstrip("?") for r in item.interpretations]
-    if len(readings) == 1:
+    if len(item.interpretations) == 1:
         return "What exactly would you like to know?"
-    if len(readings) == 2:
-        return f"Do you mean: {readings[0]}, or {readings[1]}?"
-    return "Which do you mean: " + "; ".join(readings) + "?"
+    labels = list(dict.fromkeys(question_labels(item)))[:QUESTION_READINGS]
+    if len(labels) == 1:
+        return f"Do you mean {labels[0]}?"
+    return "Do you mean " + ", ".join(labels[:-1]) + f" or {labels[-1]}?"
 
 
 def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, seed: int,
@@ -70,7 +95,7 @@ def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, see
                    ) -> list[tuple[list[dict[str, str]], str]]:
     """(prompt messages, reply) pairs: one action per item, drawn from `actions`, lists named
     as `list_labels` says (see module docstring)."""
-    simulator = ReferenceSimulator()
+    simulator = LiteralSimulator()
     examples = []
     for item in items:
         rng = item_rng(seed, "bootstrap", item.id)
@@ -95,6 +120,6 @@ def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, see
             example(Action.CLARIFY, question)
             turns.append(Turn("assistant", question, Action.CLARIFY))
             intent = item.interpretations.index(guess)
-            turns.append(Turn("user", asyncio.run(simulator.reply(item, intent, ""))))
+            turns.append(Turn("user", asyncio.run(simulator.reply(item, intent, question))))
             example(Action.ANSWER, guess.answers[0])
     return examples

@@ -329,3 +329,26 @@ def test_a_lists_best_line_counts_the_right_answer_the_user_did_not_pick():
     assert list_best_line_f1(one_line, ITEM, intent=0) == 0.0
     unparsed = replace(episode, turns=[turns[0], {**turns[1], "content": "no lines"}])
     assert list_best_line_f1(unparsed, ITEM) == episode.f1
+
+
+def test_bootstrap_questions_offer_the_readings_and_the_literal_user_answers_them():
+    from askwise.training.bootstrap import clarifying_question
+    from askwise.training.simulator import named_readings
+
+    assert clarifying_question(DERBY) == "Do you mean in 2017, in 2016 or in 2015?"
+    assert clarifying_question(ITEM) == "Do you mean as a short or as a series?"
+    assert named_readings(DERBY, clarifying_question(DERBY)) == {0, 1, 2}
+    assert clarifying_question(PLAIN) == "What exactly would you like to know?"
+    items = [Item(f"d{k}", DERBY.query, DERBY.interpretations) for k in range(30)]
+    examples = demonstrations(items, [Costs(alpha=0.1, beta=0.01)], 1, seed=0, actions=(Action.CLARIFY,))
+    answers = [(messages, reply) for messages, reply in examples if len(messages) > 3]
+    assert len(answers) == len(items)
+    years = set()
+    for messages, reply in answers:
+        # the demonstrated reply is the literal user's: the year it was offered, nothing more
+        year = [m["content"] for m in messages if m["role"] == "user"][-1]
+        years.add(year)
+        assert year in ("2017", "2016", "2015")
+        assert parse_action(reply).message == dict(
+            (y, r.answers[0]) for y, r in zip(("2017", "2016", "2015"), DERBY.interpretations))[year]
+    assert len(years) > 1
