@@ -13,7 +13,10 @@ the annotations, before any self-play:
   it ("Do you mean in 2018 or in 2014?", `question_labels`), then the literal user's short
   reply ("2018") and `#ANSWER` with the answer for the reading the user meant. On an item
   with one reading there is nothing to offer; the question is an open one and the user's
-  reply restates the query, which is what such a question earns in the game.
+  reply restates the query, which is what such a question earns in the game. With
+  `open_questions=False` such an item shows a direct answer instead, so that every
+  demonstrated question offers readings: a small model copies the one fixed open question
+  in place of finding the readings in the documents.
 Each item shows ONE action drawn uniformly, under costs drawn uniformly from the training grid:
 nothing here ties an action to the costs or to the item. When to use which action is left
 entirely to ReST, which learns it from rewards.
@@ -91,8 +94,8 @@ def clarifying_question(item: Item) -> str:
 
 
 def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, seed: int,
-                   actions: tuple[Action, ...] = tuple(Action), list_labels: ListLabels = "question"
-                   ) -> list[tuple[list[dict[str, str]], str]]:
+                   actions: tuple[Action, ...] = tuple(Action), list_labels: ListLabels = "question",
+                   open_questions: bool = True) -> list[tuple[list[dict[str, str]], str]]:
     """(prompt messages, reply) pairs: one action per item, drawn from `actions`, lists named
     as `list_labels` says (see module docstring)."""
     simulator = LiteralSimulator()
@@ -109,7 +112,8 @@ def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, see
             reply = format_action(reply_action, message, readings)
             examples.append((render_prompt(turns, costs, item.documents, max_questions), reply))
 
-        if action is Action.ANSWER:
+        if action is Action.ANSWER or (action is Action.CLARIFY and not open_questions
+                                       and not item.ambiguous):
             example(Action.ANSWER, guess.answers[0])
         elif action is Action.MULTI_ANSWER:
             labels = reading_labels(item, list_labels)

@@ -55,6 +55,10 @@ class TrainConfig(BaseModel):
         "question", description="How the bootstrap's multi-answers name each reading: its whole "
         "disambiguated question, or only the words that question adds to the query (a third "
         "fewer words per list; items whose readings that would not tell apart keep questions).")
+    open_questions: bool = Field(True, description="Where the bootstrap draws a question for a "
+                                 "single-reading item, demonstrate an open one (the user restates "
+                                 "the query); --no-open-questions shows a direct answer there, so "
+                                 "every demonstrated question offers readings.")
     init_adapter: Path | None = Field(None, description="Start from this LoRA adapter instead "
                                       "of a fresh one (with --bootstrap-items 0 ReST starts at "
                                       "once; otherwise the bootstrap continues from it).")

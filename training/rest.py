@@ -129,7 +129,8 @@ def _bootstrap(config: TrainConfig, boot_items: list[Item], base: Path, adapter:
     From an init adapter too: that carries a policy trained on an older prompt format over to
     the current one (it knows the actions, but not where things now stand)."""
     examples = demonstrations(boot_items, config.train_grid(), config.max_questions, config.seed,
-                              tuple(Action(a) for a in config.bootstrap_actions), config.list_labels)
+                              tuple(Action(a) for a in config.bootstrap_actions), config.list_labels,
+                              config.open_questions)
     weight = config.bootstrap_action_loss_weight
     boot_config = config if weight is None else config.model_copy(update={"action_loss_weight": weight})
     stats = finetune(examples, base, out, boot_config, config.bootstrap_learning_rate,

@@ -352,3 +352,14 @@ def test_bootstrap_questions_offer_the_readings_and_the_literal_user_answers_the
         assert parse_action(reply).message == dict(
             (y, r.answers[0]) for y, r in zip(("2017", "2016", "2015"), DERBY.interpretations))[year]
     assert len(years) > 1
+
+
+def test_without_open_questions_a_single_reading_item_shows_an_answer_not_a_question():
+    items = [Item(f"p{k}", PLAIN.query, PLAIN.interpretations) for k in range(5)] + [DERBY]
+    examples = demonstrations(items, [Costs(alpha=0.1, beta=0.01)], 1, seed=0, actions=(Action.CLARIFY,),
+                              open_questions=False)
+    replies = [reply for _, reply in examples]
+    assert replies.count("#ANSWER Shakespeare") == 5
+    assert sum(r.startswith("#CLARIFY Do you mean") for r in replies) == 1
+    opened = demonstrations(items[:1], [Costs(alpha=0.1, beta=0.01)], 1, seed=0, actions=(Action.CLARIFY,))
+    assert opened[0][1] == "#CLARIFY What exactly would you like to know?"
