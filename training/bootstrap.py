@@ -18,20 +18,19 @@ the annotations, before any self-play:
   demonstrated question offers readings: a small model copies the one fixed open question
   in place of finding the readings in the documents.
 Each item shows ONE action drawn uniformly, under costs drawn uniformly from the training grid:
-nothing here ties an action to the costs or to the item. When to use which action is left
+nothing here ties an action to the costs, nor (open questions aside) to the item. When to use which action is left
 entirely to ReST, which learns it from rewards.
 """
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 from typing import Literal
 
 from askwise.policy import Action, Costs, Interpretation, Turn, format_action, render_prompt
 
 from .data import Item, item_rng
-from .simulator import LiteralSimulator, reading_words
+from .simulator import literal_reply, reading_words
 
 ListLabels = Literal["question", "difference"]
 
@@ -98,7 +97,6 @@ def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, see
                    open_questions: bool = True) -> list[tuple[list[dict[str, str]], str]]:
     """(prompt messages, reply) pairs: one action per item, drawn from `actions`, lists named
     as `list_labels` says (see module docstring)."""
-    simulator = LiteralSimulator()
     examples = []
     for item in items:
         rng = item_rng(seed, "bootstrap", item.id)
@@ -124,6 +122,6 @@ def demonstrations(items: list[Item], grid: list[Costs], max_questions: int, see
             example(Action.CLARIFY, question)
             turns.append(Turn("assistant", question, Action.CLARIFY))
             intent = item.interpretations.index(guess)
-            turns.append(Turn("user", asyncio.run(simulator.reply(item, intent, question))))
+            turns.append(Turn("user", literal_reply(item, intent, question)))
             example(Action.ANSWER, guess.answers[0])
     return examples
