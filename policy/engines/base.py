@@ -22,7 +22,9 @@ class SamplingParams:
     `allowed_prefixes` and `regex` constrain the output. Each engine enforces what it can:
     the in-process engine forces the reply to start with one of `allowed_prefixes`; servers
     with structured outputs (vLLM) take `regex`, or the prefixes turned into one. `stop`
-    strings end the reply, and are not part of it (OpenAI semantics).
+    strings end the reply, and are not part of it (OpenAI semantics). With
+    `prefix_probabilities`, the completion says how likely the model found each allowed
+    prefix where the reply picked one (`prefix_choice.py`).
     """
 
     max_tokens: int = 256
@@ -32,6 +34,7 @@ class SamplingParams:
     allowed_prefixes: tuple[str, ...] = ()
     regex: str | None = None
     stop: tuple[str, ...] = ()
+    prefix_probabilities: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,14 +43,18 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" or "length"
+    # Each allowed prefix's probability where the reply picked one, when asked for and known.
+    prefix_probabilities: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
 class StreamChunk:
-    """A piece of a streamed reply; the last chunk carries the whole `completion`."""
+    """A piece of a streamed reply; the last chunk carries the whole `completion`.
+    `prefix_probabilities` is on every chunk from the one where the prefix was picked."""
 
     text: str
     completion: Completion | None = None
+    prefix_probabilities: dict[str, float] | None = None
 
 
 class EngineError(Exception):

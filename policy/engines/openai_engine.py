@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -40,8 +41,11 @@ from .base import (
     StreamChunk,
     UnknownModel,
 )
+from .prefix_choice import PrefixChoice
 
 MODELS_CACHE_S = 10.0
+# Candidates per token asked for with prefix probabilities; vLLM's default max_logprobs.
+TOP_LOGPROBS = 20
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,8 @@ class OpenAIEngine(Engine):
             regex = "(" + "|".join(re.escape(p) for p in params.allowed_prefixes) + r")[\s\S]*"
         if self.structured_outputs and regex:
             body["structured_outputs"] = {"regex": regex}
+        if params.prefix_probabilities and len(params.allowed_prefixes) > 1:
+            body["logprobs"], body["top_logprobs"] = True, TOP_LOGPROBS
         return body
 
     def _drops_structured_outputs(self, exc: EngineRejected, body: dict) -> bool:
@@ -163,11 +169,14 @@ class OpenAIEngine(Engine):
         try:
             choice = data["choices"][0]
             usage = data.get("usage") or {}
+            picked = _PrefixLogprobs(params)
+            picked.feed(choice.get("logprobs"))
             return Completion(
                 text=choice["message"].get("content") or "",
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
                 finish_reason=choice.get("finish_reason") or "stop",
+                prefix_probabilities=picked.result,
             )
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise EngineBadResponse(f"backend answered an unexpected completion: {exc!r}") from None
@@ -176,6 +185,7 @@ class OpenAIEngine(Engine):
                      model: str | None = None) -> AsyncIterator[StreamChunk]:
         body = self.request_body(messages, params, await self._resolve_model(model), stream=True)
         text, usage, finish = [], {}, "stop"
+        picked = _PrefixLogprobs(params)
         deadline = time.monotonic() + self.timeout_s
         async with await self._send(body) as response:
             lines = aiter(response.content)
@@ -204,15 +214,17 @@ class OpenAIEngine(Engine):
                 for choice in event.get("choices") or ():
                     delta = (choice.get("delta") or {}).get("content") or ""
                     finish = choice.get("finish_reason") or finish
+                    picked.feed(choice.get("logprobs"))
                     if delta:
                         text.append(delta)
-                        yield StreamChunk(delta)
+                        yield StreamChunk(delta, prefix_probabilities=picked.result)
         yield StreamChunk("", Completion(
             text="".join(text),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=finish,
-        ))
+            prefix_probabilities=picked.result,
+        ), prefix_probabilities=picked.result)
 
     # ------------------------------------------------------------------ HTTP plumbing
 
@@ -282,6 +294,35 @@ class _Exchange:
                 self._response.release()
             else:
                 self._response.close()
+
+
+class _PrefixLogprobs:
+    """`PrefixChoice` fed from the OpenAI `logprobs` of a reply, as they arrive. A backend that
+    sends none, or sends them malformed, leaves the result None: never an error."""
+
+    def __init__(self, params: SamplingParams):
+        wanted = params.prefix_probabilities and params.allowed_prefixes
+        self.choice = PrefixChoice(params.allowed_prefixes) if wanted else None
+        self.text = ""
+
+    @property
+    def result(self) -> dict[str, float] | None:
+        return self.choice.result if self.choice is not None and self.choice.done else None
+
+    def feed(self, logprobs) -> None:
+        if self.choice is None or self.choice.done:
+            return
+        try:
+            for position in (logprobs or {}).get("content") or ():
+                candidates = [(str(c["token"]), math.exp(float(c["logprob"])))
+                              for c in position.get("top_logprobs") or ()]
+                taken = (str(position["token"]), math.exp(float(position["logprob"])))
+                self.choice.step(self.text, candidates, taken)
+                self.text += taken[0]
+                if self.choice.done:
+                    return
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            self.choice = None
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:

@@ -98,3 +98,32 @@ def test_stop_strings_end_the_reply_and_are_never_streamed(engine):
     final = chunks[-1].completion
     assert final.text == full.text[:full.text.index(" of")] and final.finish_reason == "stop"
     assert "".join(c.text for c in chunks) == final.text
+
+
+def test_prefix_probabilities_come_from_the_step_that_picks_the_prefix(engine):
+    prefixes = ("#ANSWER ", "#CLARIFY ", "#MULTI_ANS\n")
+    params = SamplingParams(max_tokens=8, allowed_prefixes=prefixes, prefix_probabilities=True)
+    for completion in run(engine.complete_batch([chat(q) for q in QUESTIONS], params)):
+        probabilities = completion.prefix_probabilities
+        assert set(probabilities) == set(prefixes) and sum(probabilities.values()) == pytest.approx(1.0)
+        # greedy decoding takes the prefix the model found likeliest
+        assert completion.text.startswith(max(probabilities, key=probabilities.get))
+    assert run(engine.complete(chat("Hi"), SamplingParams(max_tokens=4))).prefix_probabilities is None
+    only = run(engine.complete(chat("Hi"), SamplingParams(max_tokens=4, allowed_prefixes=("#ANSWER ",),
+                                                          prefix_probabilities=True)))
+    assert only.prefix_probabilities == {"#ANSWER ": 1.0}
+
+
+def test_a_stream_carries_the_prefix_probabilities_from_the_picking_chunk_on(engine):
+    prefixes = ("#ANSWER ", "#CLARIFY ")
+    params = SamplingParams(max_tokens=12, allowed_prefixes=prefixes, prefix_probabilities=True)
+
+    async def collect():
+        return [chunk async for chunk in engine.stream(chat("Who won the world cup?"), params)]
+    chunks = run(collect())
+    text = ""
+    for chunk in chunks[:-1]:
+        text += chunk.text
+        if any(text.startswith(p) for p in prefixes):
+            assert chunk.prefix_probabilities is not None
+    assert chunks[-1].completion.prefix_probabilities == chunks[-2].prefix_probabilities
