@@ -6,6 +6,7 @@
         reply = client.chat("Who won the world cup?", preset="voice")
         reply.action            # Action.CLARIFY, ANSWER or MULTI_ANSWER
         reply.message           # what to show or speak
+        reply.action_probabilities  # answer=0.81 multi_answer=0.02 clarify=0.17 (or None)
 
 Requests and responses are the server's own pydantic models (`askwise.server.protocol`):
 what the SDK sends is validated by the same schema the gateway applies, and what it returns
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import httpx
 
 from askwise.policy.actions import Action
-from askwise.server.protocol import ChatRequest, ChatResponse, DocumentIn, MessageIn
+from askwise.server.protocol import ActionProbabilities, ChatRequest, ChatResponse, DocumentIn, MessageIn
 
 RETRY_STATUSES = (429, 503)
 DEFAULT_TIMEOUT_S = 120.0
@@ -134,6 +135,7 @@ class StreamEvent:
 
     type: str
     action: Action | None = None
+    action_probabilities: ActionProbabilities | None = None  # with "action"
     text: str = ""
     response: ChatResponse | None = None
 
@@ -143,7 +145,9 @@ def _event(payload: dict) -> StreamEvent:
         raise error_from(502, payload)  # in-band: the 200 header was already sent
     kind = payload.get("type")
     if kind == "action":
-        return StreamEvent("action", action=Action(payload["action"]))
+        probabilities = payload.get("action_probabilities")
+        return StreamEvent("action", action=Action(payload["action"]), action_probabilities=(
+            ActionProbabilities.model_validate(probabilities) if probabilities else None))
     if kind == "delta":
         return StreamEvent("delta", text=payload.get("text", ""))
     if kind == "done":

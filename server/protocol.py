@@ -71,6 +71,17 @@ class InterpretationOut(BaseModel):
     answer: str
 
 
+class ActionProbabilities(BaseModel):
+    """The policy's probability of each action tag where its reply picked one, renormalised
+    over the three tags: the model's own preference at these costs, not a calibrated chance
+    of being right. An action the conversation does not allow (a question past the limit)
+    gets 0."""
+
+    answer: float
+    multi_answer: float
+    clarify: float
+
+
 class PolicyResult(BaseModel):
     """What the policy did with this turn; embedded in both response shapes."""
 
@@ -82,6 +93,9 @@ class PolicyResult(BaseModel):
     cost_incurred: float = Field(description="alpha for a question; beta * words for an answer.")
     well_formed: bool = Field(description="False when the model's reply needed a parser fallback.")
     prompt_format: str
+    action_probabilities: ActionProbabilities | None = Field(
+        default=None, description="The policy's probability of each action where it picked one; "
+        "null when the backend returned no token probabilities.")
 
 
 class ChatResponse(PolicyResult):

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from askwise.policy.actions import (
+    ACTION_PREFIXES,
     ACTION_STOP,
+    Action,
     ActionStreamParser,
     ParsedAction,
     action_prefixes,
@@ -34,7 +36,7 @@ from askwise.policy.reward import count_words, turn_cost
 from .admission import Admission
 from .errors import APIError
 from .metrics import Metrics
-from .protocol import AppliedCosts, DocumentIn, InterpretationOut, PolicyResult
+from .protocol import ActionProbabilities, AppliedCosts, DocumentIn, InterpretationOut, PolicyResult
 from .settings import Settings
 
 
@@ -66,6 +68,21 @@ class Prepared:
 class Reply:
     parsed: ParsedAction
     completion: Completion
+
+
+@dataclass
+class ActionEvent:
+    """A stream's first event: the action, and how likely the policy found each."""
+
+    action: Action
+    probabilities: ActionProbabilities | None
+
+
+def action_probabilities(by_prefix: dict[str, float] | None) -> ActionProbabilities | None:
+    """The engine's probabilities of the allowed reply prefixes, by action."""
+    if by_prefix is None:
+        return None
+    return ActionProbabilities(**{a.value: by_prefix.get(ACTION_PREFIXES[a], 0.0) for a in Action})
 
 
 def new_id(prefix: str) -> str:
@@ -150,6 +167,7 @@ class ChatService:
             allowed_prefixes=action_prefixes(actions),
             regex=action_regex(actions),
             stop=ACTION_STOP,
+            prefix_probabilities=self.settings.action_probabilities,
         )
         messages = render_prompt(request.turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)
@@ -157,7 +175,8 @@ class ChatService:
 
     # ------------------------------------------------------------------ running
 
-    def result(self, prepared: Prepared, parsed: ParsedAction) -> PolicyResult:
+    def result(self, prepared: Prepared, reply: Reply) -> PolicyResult:
+        parsed = reply.parsed
         if not parsed.well_formed:
             self.metrics.malformed.inc()
         return PolicyResult(
@@ -171,6 +190,7 @@ class ChatService:
             cost_incurred=turn_cost(parsed.action, parsed.message, prepared.costs),
             well_formed=parsed.well_formed,
             prompt_format=PROMPT_FORMAT_VERSION,
+            action_probabilities=action_probabilities(reply.completion.prefix_probabilities),
         )
 
     def _count_tokens(self, completion: Completion) -> None:
@@ -201,7 +221,7 @@ class ChatService:
     async def open_stream(self, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
         """Start generating and wait for the first chunk, so that errors get an HTTP status.
 
-        Returns an iterator of events: ("action", Action) once the tag is known,
+        Returns an iterator of events: ("action", ActionEvent) once the tag is known,
         ("delta", str) for user-visible text, and finally ("done", Reply).
         """
         chunks = self.engine.stream(prepared.messages, prepared.params, prepared.model)
@@ -216,7 +236,8 @@ class ChatService:
                 if chunk.completion is not None:
                     tail, parsed = parser.finish()
                     if not announced:
-                        yield "action", parsed.action
+                        yield "action", ActionEvent(parsed.action, action_probabilities(
+                            chunk.completion.prefix_probabilities))
                     if tail:
                         yield "delta", tail
                     self._count_tokens(chunk.completion)
@@ -225,7 +246,8 @@ class ChatService:
                 delta = parser.feed(chunk.text)
                 if not announced and parser.action is not None:
                     announced = True
-                    yield "action", parser.action
+                    yield "action", ActionEvent(parser.action,
+                                                action_probabilities(chunk.prefix_probabilities))
                 if delta:
                     yield "delta", delta
                 chunk = await self._next(chunks)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     max_questions: int = Field(1, ge=0, le=10, description="Clarifying questions allowed in a row "
                                "before the policy must answer (the shipped policy was trained "
                                "with 1: askwise train --max-questions).")
+    action_probabilities: bool = Field(True, description="Report the policy's probability of "
+                                       "each action in every response (over an OpenAI backend, "
+                                       "from the reply's token logprobs, which it then asks for).")
     default_max_tokens: int = Field(200, ge=1, description="Reply length when a request sets none.")
     default_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature when a "
                                        "request sets none (0 = greedy).")

@@ -27,8 +27,8 @@ def _usage(reply: Reply) -> Usage:
 async def chat(body: ChatRequest, request: Request):
     """One policy turn: the action taken, what the user sees, and what it cost.
 
-    With `stream=true`, server-sent events: `{"type": "action"}` as soon as the action is
-    known, `{"type": "delta", "text"}` for the user-visible text, then
+    With `stream=true`, server-sent events: `{"type": "action", "action",
+    "action_probabilities"}` as soon as the action is known, `{"type": "delta", "text"}` for the user-visible text, then
     `{"type": "done", "response": <ChatResponse>}` and `[DONE]`.
     """
     service = request.app.state.service
@@ -41,7 +41,7 @@ async def chat(body: ChatRequest, request: Request):
     request_id, created = new_id("chat"), now()
 
     def render_json(prepared: Prepared, reply: Reply) -> dict:
-        result = service.result(prepared, reply.parsed)
+        result = service.result(prepared, reply)
         return ChatResponse(id=request_id, created=created, model=prepared.model,
                             finish_reason=reply.completion.finish_reason,
                             usage=_usage(reply), **result.model_dump()).model_dump(mode="json")
@@ -49,7 +49,8 @@ async def chat(body: ChatRequest, request: Request):
     async def render_stream(prepared: Prepared, events) -> AsyncIterator[dict]:
         async for kind, value in events:
             if kind == "action":
-                yield {"type": "action", "id": request_id, "action": value.value}
+                yield {"type": "action", "id": request_id, "action": value.action.value,
+                       "action_probabilities": value.probabilities and value.probabilities.model_dump()}
             elif kind == "delta":
                 yield {"type": "delta", "text": value}
             else:

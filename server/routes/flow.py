@@ -113,7 +113,7 @@ async def serve_turn(request: Request, turn: TurnRequest, *, stream: bool, endpo
             nonlocal action, first_text
             async for kind, value in events:
                 if kind == "action":
-                    action = value.value
+                    action = value.action.value
                 elif kind == "delta" and first_text:
                     first_text = False
                     metrics.ttft.labels(endpoint).observe(time.perf_counter() - started)

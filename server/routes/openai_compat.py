@@ -68,7 +68,7 @@ async def chat_completions(body: OpenAIChatRequest, request: Request):
                 "total_tokens": c.prompt_tokens + c.completion_tokens}
 
     def render_json(prepared: Prepared, reply: Reply) -> dict:
-        result = service.result(prepared, reply.parsed)
+        result = service.result(prepared, reply)
         return ChatCompletion(
             id=completion_id, created=created, model=prepared.model,
             choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=result.message),
@@ -87,11 +87,13 @@ async def chat_completions(body: OpenAIChatRequest, request: Request):
         yield choice({"role": "assistant", "content": ""})
         async for kind, value in events:
             if kind == "action":
-                yield {**choice({}), "askwise": {"action": value.value}}
+                yield {**choice({}), "askwise": {
+                    "action": value.action.value,
+                    "action_probabilities": value.probabilities and value.probabilities.model_dump()}}
             elif kind == "delta":
                 yield choice({"content": value})
             else:
-                result = service.result(prepared, value.parsed)
+                result = service.result(prepared, value)
                 yield {**choice({}, value.completion.finish_reason),
                        "askwise": result.model_dump(mode="json")}
                 if include_usage:

@@ -14,6 +14,12 @@ QUESTION = [{"role": "user", "content": "Who won the world cup?"}]
 PRESETS = load_presets()
 
 
+def check_probabilities(probabilities, action):
+    """Every action's probability, summing to 1; greedy decoding takes the likeliest."""
+    assert set(probabilities) == ACTIONS and sum(probabilities.values()) == pytest.approx(1.0)
+    assert max(probabilities, key=probabilities.get) == action
+
+
 def post(server, body, path="/v1/chat"):
     return httpx.post(server.url + path, json=body, timeout=120)
 
@@ -47,6 +53,7 @@ def test_voice_preset_returns_a_parsed_action(embedded):
     assert body["id"].startswith("chat-") and body["model"] == "askwise-default"
     expected = body["costs"]["alpha"] if body["action"] == "clarify" else body["costs"]["beta"] * body["words"]
     assert body["cost_incurred"] == pytest.approx(expected)
+    check_probabilities(body["action_probabilities"], body["action"])
 
 
 def test_numbers_override_the_preset_and_text_cannot(embedded):
@@ -85,6 +92,8 @@ def test_native_stream(embedded):
     assert events[-1] == "[DONE]" and events[-2]["type"] == "done"
     final = events[-2]["response"]
     assert final["action"] == events[0]["action"]
+    check_probabilities(events[0]["action_probabilities"], events[0]["action"])
+    assert final["action_probabilities"] == events[0]["action_probabilities"]
     assert "".join(e["text"] for e in events if isinstance(e, dict) and e["type"] == "delta") == final["message"]
 
 
@@ -94,6 +103,7 @@ def test_openai_client(embedded):
         model="askwise-default", messages=QUESTION, max_tokens=40, extra_body={"preset": "text"})
     extra = completion.model_extra["askwise"]
     assert extra["action"] in ACTIONS and extra["costs"]["preset"] == "text"
+    check_probabilities(extra["action_probabilities"], extra["action"])
     assert completion.choices[0].message.content == extra["message"]
     assert completion.usage.total_tokens > 0
 
@@ -108,6 +118,8 @@ def test_openai_client_streaming(embedded):
     final = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(final) == 1
     assert final[0].model_extra["askwise"]["message"] == text
+    announced = next(c.model_extra["askwise"] for c in chunks if "askwise" in c.model_extra)
+    check_probabilities(announced["action_probabilities"], announced["action"])
     assert chunks[-1].usage.completion_tokens > 0
 
 

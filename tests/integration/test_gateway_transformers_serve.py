@@ -33,6 +33,9 @@ def test_gateway_answers_through_transformers_serve(transformers_serve, logs):
         body = response.json()
         assert body["action"] in {"answer", "multi_answer", "clarify"} and body["message"]
         assert body["usage"]["completion_tokens"] > 0
+        # from its token logprobs where it sends them; null, not an error, where it does not
+        probabilities = body["action_probabilities"]
+        assert probabilities is None or sum(probabilities.values()) == pytest.approx(1.0)
     finally:
         routed.stop()
 

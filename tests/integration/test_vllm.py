@@ -66,6 +66,11 @@ def test_gateway_to_vllm_returns_a_parsed_action(routed):
     body = response.json()
     assert body["action"] in {"answer", "multi_answer", "clarify"}
     assert body["costs"]["preset"] == "voice" and body["usage"]["completion_tokens"] > 0
+    # from the reply's token logprobs, which the gateway asked vLLM for
+    probabilities = body["action_probabilities"]
+    assert set(probabilities) == {"answer", "multi_answer", "clarify"}
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+    assert probabilities[body["action"]] > 0
     assert httpx.get(routed.url + "/readyz").json()["status"] == "ready"
 
 
@@ -83,6 +88,7 @@ def test_streaming_through_the_gateway_from_vllm(routed):
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     assert events[0]["type"] == "action"
     final = events[-1]["response"]
+    assert final["action_probabilities"] == events[0]["action_probabilities"] is not None
     assert "".join(e["text"] for e in events if e["type"] == "delta") == final["message"]
 
 
