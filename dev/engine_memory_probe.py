@@ -5,12 +5,15 @@
 
 Runs the in-process engine (no server) on rounds of 16 concurrent grounded prompts of mixed
 length, like benchmarks/soak.py, and after each round prints the process's RSS and the bytes
-held by live CPU tensors (the weights and the KV pool). RSS rising while live tensors stay
-flat is native memory outside tensors: allocator fragmentation or kernel caches.
+held by live CPU tensors (the weights and the KV pool), and glibc's bytes in use and free.
+RSS rising while live tensors stay flat is native memory outside tensors: with malloc's bytes
+in use rising too, something is kept (kernel caches); with its free bytes rising, the heap
+fragments (`--trim` shows what malloc_trim would give back).
 """
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import os
 import random
@@ -31,6 +34,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trim", action="store_true", help="call glibc's malloc_trim(0) after each round")
     args = parser.parse_args()
 
     import torch
@@ -52,7 +56,29 @@ def main() -> None:
         gc.collect()
         tensors = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.device.type == "cpu"]
         held = sum(t.untyped_storage().nbytes() for t in tensors) / 2**20
-        print(f"round {number}: RSS {rss_mb(os.getpid()):.0f} MB, live tensors {held:.0f} MB", flush=True)
+        rss = rss_mb(os.getpid())
+        heap = malloc_info()
+        line = (f"round {number}: RSS {rss:.0f} MB, live tensors {held:.0f} MB, "
+                f"malloc in use {heap[0]:.0f} MB, free in heap {heap[1]:.0f} MB")
+        if args.trim:
+            libc.malloc_trim(0)
+            line += f", RSS after malloc_trim {rss_mb(os.getpid()):.0f} MB"
+        print(line, flush=True)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = _MallInfo2
+
+
+def malloc_info() -> tuple[float, float]:
+    """glibc's view over all arenas: bytes in use (heap plus mmapped) and free bytes it holds."""
+    info = libc.mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 if __name__ == "__main__":
