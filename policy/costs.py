@@ -53,6 +53,9 @@ class Preset:
     name: str
     costs: Costs
     rationale: str
+    # Given as target action rates ({"clarify": 0.2}): `costs` are what a calibration
+    # resolved them to.
+    target: dict[str, float] | None = None
 
 
 class UnknownPresetError(ValueError):
@@ -62,7 +65,26 @@ class UnknownPresetError(ValueError):
         self.known = known
 
 
-def _parse_presets(text: str, source: str) -> dict[str, Preset]:
+def _target_preset(name: str, entry: dict, source: str, calibration) -> Preset:
+    """A preset given as action rates, e.g. `target = {clarify = 0.2, multi = 0}`: the
+    calibration finds its costs."""
+    from .calibration import CalibrationError, parse_target
+
+    if "alpha" in entry or "beta" in entry:
+        raise ValueError(f"{source}: preset {name!r} gives both a target and costs; give one")
+    if calibration is None:
+        raise ValueError(f"{source}: preset {name!r} gives target rates; the server needs a "
+                         "calibration to turn them into costs (--calibration FILE, from askwise calibrate)")
+    try:
+        target = parse_target(entry["target"])
+        solution = calibration.solve(target)
+    except CalibrationError as exc:
+        raise ValueError(f"{source}: preset {name!r}: {exc}") from None
+    return Preset(name, Costs(alpha=solution.alpha, beta=solution.beta), str(entry.get("rationale", "")),
+                  target)
+
+
+def _parse_presets(text: str, source: str, calibration=None) -> dict[str, Preset]:
     data = tomllib.loads(text)
     table = data.get("presets")
     if not isinstance(table, dict):
@@ -71,6 +93,9 @@ def _parse_presets(text: str, source: str) -> dict[str, Preset]:
     for name, entry in table.items():
         if not isinstance(entry, dict):
             raise ValueError(f"{source}: preset {name!r} must be a table")
+        if "target" in entry:
+            presets[name] = _target_preset(name, entry, source, calibration)
+            continue
         try:
             costs = Costs(alpha=entry["alpha"], beta=entry["beta"])
         except KeyError as exc:
@@ -81,12 +106,13 @@ def _parse_presets(text: str, source: str) -> dict[str, Preset]:
     return presets
 
 
-def load_presets(path: str | Path | None = None) -> dict[str, Preset]:
-    """Built-in presets, updated by the presets file at `path` when one is given."""
+def load_presets(path: str | Path | None = None, calibration=None) -> dict[str, Preset]:
+    """Built-in presets, updated by the presets file at `path` when one is given. Presets
+    given as target rates are resolved with `calibration` (a `calibration.Calibration`)."""
     builtin = resources.files("askwise.policy").joinpath("presets.toml").read_text()
-    presets = _parse_presets(builtin, "built-in presets.toml")
+    presets = _parse_presets(builtin, "built-in presets.toml", calibration)
     if path is not None:
-        presets.update(_parse_presets(Path(path).read_text(), str(path)))
+        presets.update(_parse_presets(Path(path).read_text(), str(path), calibration))
     if DEFAULT_PRESET not in presets:
         raise ValueError(f"the presets must define {DEFAULT_PRESET!r}")
     return presets
