@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from askwise import __version__
+from askwise.policy.calibration import Calibration
 from askwise.policy.costs import load_presets
 from askwise.policy.engines import Engine
 from askwise.policy.engines.replicas import ReplicaSet
@@ -126,13 +127,29 @@ class _Guard:
         return await self.app(scope, counted_receive, send)
 
 
+def policy_calibration(settings: Settings) -> Calibration | None:
+    """The calibration asked for, else the one shipped with the default policy when the
+    embedded engine serves that policy: rates measured on one policy say nothing of another."""
+    from askwise.policy.checkpoints import default_adapter
+
+    if settings.calibration is not None:
+        return Calibration.load(settings.calibration)
+    shipped = default_adapter()
+    if settings.backend == "embedded" and shipped is not None and policy_adapter(settings) == shipped:
+        path = shipped / "calibration.json"
+        if path.exists():
+            return Calibration.load(path)
+    return None
+
+
 def build_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
-    presets = load_presets(settings.presets_file)
+    calibration = policy_calibration(settings)
+    presets = load_presets(settings.presets_file, calibration)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = ChatService(settings, engine or make_engine(settings), presets, Metrics())
+        service = ChatService(settings, engine or make_engine(settings), presets, Metrics(), calibration)
         if isinstance(service.engine, ReplicaSet):
             service.metrics.watch_replicas(service.engine.replicas)
         app.state.service = service

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from .settings import add_arguments, from_arguments
 
@@ -25,7 +26,11 @@ def serve(args: argparse.Namespace) -> int:
     settings = from_arguments(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app(settings)
+    try:
+        app = build_app(settings)
+    except ValueError as exc:  # a presets file or calibration that cannot be used: say why
+        print(f"askwise serve: {exc}", file=sys.stderr)
+        return 2
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM/SIGINT, close admission before uvicorn stops accepting connections, so

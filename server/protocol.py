@@ -21,6 +21,10 @@ TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 MaxTokens = Annotated[int, Field(ge=1)]
 # Backends take 64-bit seeds; a bigger integer would reach them and fail there (a 5xx).
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+# Action rates an application wants instead of costs ("multi" is short for multi_answer).
+Target = dict[Literal["answer", "clarify", "multi_answer", "multi"], Annotated[float, Field(ge=0.0, le=1.0)]]
+TARGET_DESCRIPTION = ("Action rates wanted instead of costs, e.g. {\"clarify\": 0.2, \"multi\": 0}: "
+                      "the server's calibration (--calibration) turns them into alpha and beta.")
 
 
 class _Strict(BaseModel):
@@ -46,6 +50,7 @@ class ChatRequest(_Strict):
                                                     "documents the answer must come from.")
     preset: StrictStr | None = Field(None, description="Named cost preset (GET /v1/presets).")
     costs: CostOverrides | None = Field(None, description="alpha and/or beta; override the preset.")
+    target: Target | None = Field(None, description=TARGET_DESCRIPTION)
     model: StrictStr | None = Field(None, description="Model name (GET /v1/models); default if omitted.")
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -64,6 +69,8 @@ class AppliedCosts(BaseModel):
     alpha: float
     beta: float
     preset: str = Field(description="The preset the costs started from (numbers may override it).")
+    target: dict[str, float] | None = Field(None, description="The target rates the costs were "
+                                            "solved for, when the request or its preset gave one.")
 
 
 class InterpretationOut(BaseModel):
@@ -165,6 +172,7 @@ class OpenAIChatRequest(BaseModel):
     # askwise extras (extra_body in the openai client)
     preset: StrictStr | None = None
     costs: CostOverrides | None = None
+    target: Target | None = Field(None, description=TARGET_DESCRIPTION)
     documents: list[DocumentIn | StrictStr] = Field(default_factory=list)
 
 

@@ -22,6 +22,7 @@ from askwise.policy.actions import (
     action_regex,
     parse_action,
 )
+from askwise.policy.calibration import Calibration, CalibrationError, parse_target
 from askwise.policy.costs import CostOverrides, Costs, Preset, UnknownPresetError, resolve_costs
 from askwise.policy.engines import Completion, Engine, EngineError, SamplingParams
 from askwise.policy.prompt import (
@@ -53,6 +54,7 @@ class TurnRequest:
     top_p: float | None
     max_tokens: int | None
     seed: int | None
+    target: dict[str, float] | None = None  # action rates, instead of costs
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Prepared:
     costs: Costs
     preset: str
     model: str
+    target: dict[str, float] | None = None
 
 
 @dataclass
@@ -95,11 +98,14 @@ def documents_from(items: list[DocumentIn | str]) -> list[Document]:
 
 
 class ChatService:
-    def __init__(self, settings: Settings, engine: Engine, presets: dict[str, Preset], metrics: Metrics):
+    def __init__(self, settings: Settings, engine: Engine, presets: dict[str, Preset], metrics: Metrics,
+                 calibration: Calibration | None = None):
         self.settings = settings
         self.engine = engine
         self.presets = presets
         self.metrics = metrics
+        self.calibration = calibration
+        self._solved: dict[tuple, Costs] = {}
         self.admission = Admission(
             settings.max_in_flight, settings.max_queued, settings.queue_timeout_s,
             on_change=self._admission_changed)
@@ -149,6 +155,16 @@ class ChatService:
             costs, preset = resolve_costs(self.presets, request.preset, request.costs)
         except UnknownPresetError as exc:
             raise APIError(400, str(exc), param="preset", code="unknown_preset") from None
+        target = self.presets[preset].target if request.costs is None else None
+        if request.target is not None:
+            if request.costs is not None:
+                raise APIError(400, "give costs or a target, not both", param="target",
+                               code="target_with_costs")
+            try:
+                target = parse_target(request.target)
+            except CalibrationError as exc:
+                raise APIError(400, str(exc), param="target", code="invalid_target") from None
+            costs = self._solve(target)
         try:
             models = await self.engine.list_models()
         except EngineError as exc:
@@ -171,7 +187,24 @@ class ChatService:
         )
         messages = render_prompt(request.turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)
-        return Prepared(messages, params, costs, preset, model)
+        return Prepared(messages, params, costs, preset, model, target)
+
+    def _solve(self, target: dict[str, float]) -> Costs:
+        """The costs the calibration gives for `target`, worked out once per target."""
+        if self.calibration is None:
+            raise APIError(400, "this server has no calibration, so it cannot turn target rates into "
+                           "costs: start it with --calibration FILE (askwise calibrate writes one), "
+                           "or send costs", param="target", code="no_calibration")
+        key = tuple(sorted(target.items()))
+        if key not in self._solved:
+            try:
+                solution = self.calibration.solve(target)
+            except CalibrationError as exc:
+                raise APIError(400, str(exc), param="target", code="target_unreachable") from None
+            if len(self._solved) >= 1024:
+                self._solved.clear()
+            self._solved[key] = Costs(alpha=solution.alpha, beta=solution.beta)
+        return self._solved[key]
 
     # ------------------------------------------------------------------ running
 
@@ -185,7 +218,7 @@ class ChatService:
             interpretations=[InterpretationOut(interpretation=i.interpretation, answer=i.answer)
                              for i in parsed.interpretations],
             costs=AppliedCosts(alpha=prepared.costs.alpha, beta=prepared.costs.beta,
-                               preset=prepared.preset),
+                               preset=prepared.preset, target=prepared.target),
             words=count_words(parsed.message),
             cost_incurred=turn_cost(parsed.action, parsed.message, prepared.costs),
             well_formed=parsed.well_formed,

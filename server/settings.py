@@ -76,6 +76,10 @@ class Settings(BaseSettings):
 
     # Policy
     presets_file: Path | None = Field(None, description="TOML file adding or replacing cost presets.")
+    calibration: Path | None = Field(None, description="Calibration file (askwise calibrate): lets "
+                                     "presets and requests give target action rates instead of "
+                                     "costs. Default: the one shipped with the default policy, "
+                                     "when the embedded engine serves it.")
     max_questions: int = Field(1, ge=0, le=10, description="Clarifying questions allowed in a row "
                                "before the policy must answer (the shipped policy was trained "
                                "with 1: askwise train --max-questions).")

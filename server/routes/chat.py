@@ -35,7 +35,7 @@ async def chat(body: ChatRequest, request: Request):
     turn = TurnRequest(
         turns=[Turn(m.role, m.content, m.action) for m in body.messages],
         documents=documents_from(body.documents),
-        preset=body.preset, costs=body.costs, model=body.model,
+        preset=body.preset, costs=body.costs, target=body.target, model=body.model,
         temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens, seed=body.seed,
     )
     request_id, created = new_id("chat"), now()

@@ -29,7 +29,8 @@ async def models(request: Request):
 async def presets(request: Request):
     service = request.app.state.service
     return {"object": "list", "data": [
-        {"name": p.name, "alpha": p.costs.alpha, "beta": p.costs.beta, "rationale": p.rationale}
+        {"name": p.name, "alpha": p.costs.alpha, "beta": p.costs.beta, "rationale": p.rationale,
+         "target": p.target}
         for p in service.presets.values()]}
 
 

@@ -54,7 +54,7 @@ async def chat_completions(body: OpenAIChatRequest, request: Request):
     turns = [Turn("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
     turn = TurnRequest(
         turns=turns, documents=documents_from(body.documents), preset=body.preset,
-        costs=body.costs, model=body.model, temperature=body.temperature, top_p=body.top_p,
+        costs=body.costs, target=body.target, model=body.model, temperature=body.temperature, top_p=body.top_p,
         max_tokens=body.max_completion_tokens or body.max_tokens, seed=body.seed,
     )
     completion_id, created = new_id("chatcmpl"), now()
