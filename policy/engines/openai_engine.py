@@ -44,8 +44,10 @@ from .base import (
 from .prefix_choice import PrefixChoice
 
 MODELS_CACHE_S = 10.0
-# Candidates per token asked for with prefix probabilities; vLLM's default max_logprobs.
-TOP_LOGPROBS = 20
+# Candidates per token asked for with prefix probabilities: the tags' tokens are among the
+# few the policy considers at the deciding step, and every candidate costs vLLM work for
+# every token of the reply.
+TOP_LOGPROBS = 5
 
 log = logging.getLogger(__name__)
 
