@@ -85,6 +85,11 @@ def request_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def adapter_digest(adapter: Path) -> str:
+    """sha256 of an adapter's weights: which policy a calibration was measured on."""
+    return hashlib.sha256((Path(adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()
+
+
 class GatewayTurns:
     """Plays a request at given costs through a running gateway's /v1/chat."""
 
@@ -115,7 +120,7 @@ class EmbeddedTurns:
 
     def __init__(self, args: argparse.Namespace):
         from askwise.policy.costs import CostOverrides, load_presets
-        from askwise.server.app import make_engine
+        from askwise.server.app import make_engine, policy_adapter
         from askwise.server.metrics import Metrics
         from askwise.server.service import ChatService
         from askwise.server.settings import Settings
@@ -126,8 +131,9 @@ class EmbeddedTurns:
         self.engine.wait_ready(900)  # the model loads in the engine's thread
         self.service = ChatService(settings, self.engine, load_presets(), Metrics())
         self._overrides = CostOverrides
+        adapter = policy_adapter(settings)
         self.source = {"embedded": str(args.adapter or ("base model" if args.base_model else "shipped policy")),
-                       "dtype": args.dtype}
+                       "adapter_sha256": adapter_digest(adapter) if adapter else None, "dtype": args.dtype}
 
     async def __call__(self, body: dict, alpha: float, beta: float) -> tuple[str, dict | None]:
         from askwise.policy.prompt import Turn

@@ -54,7 +54,7 @@ def test_calibrate_writes_rates_curves_and_resumable_records(calibrated):
 
 def test_a_target_becomes_a_preset_that_a_gateway_resolves_at_start(calibrated, base_checkpoint, logs):
     cal = Calibration.load(calibrated / "cal.json")
-    clarify = round(cal.predict(0.1, 0.01)["clarify"], 2)  # reachable by construction
+    clarify = round(cal.fitted["clarify"][0][0], 2)  # a measured rate: reachable
     presets = calibrated / "presets.toml"
     done = calibrate(calibrated, "--target", f"clarify={clarify}", "--write-preset", "written",
                      "--presets-file", str(presets))

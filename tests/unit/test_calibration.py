@@ -59,9 +59,18 @@ def test_predictions_interpolate_in_log_scale_and_sum_to_one():
     assert cal.predict(100, 100) == cal.predict(1.0, 0.1)  # clamped to the grid
 
 
-def test_a_reachable_target_gives_costs_that_meet_it():
+def test_a_reachable_target_gives_measured_costs_that_meet_it():
     cal = synthetic(clarify_of, multi_of)
-    solution = cal.solve({"clarify": 0.2, "multi_answer": 0.1})
+    solution = cal.solve({"clarify": 0.3, "multi_answer": 0.15})
+    assert (solution.alpha, solution.beta) == (0.1, 0.01)  # the measured pair with those rates
+    assert solution.predicted["clarify"] == pytest.approx(0.3)
+    solution = cal.solve({"clarify": 0.2})  # between measured rates 0.3 and 0.16: the nearer
+    assert solution.alpha == 0.3 and solution.beta in BETAS
+
+
+def test_interpolation_finds_costs_between_measured_ones():
+    cal = synthetic(clarify_of, multi_of)
+    solution = cal.solve({"clarify": 0.2, "multi_answer": 0.1}, interpolate=True)
     assert solution.predicted["clarify"] == pytest.approx(0.2, abs=0.02)
     assert solution.predicted["multi_answer"] == pytest.approx(0.1, abs=0.02)
     assert clarify_of(solution.alpha) == pytest.approx(0.2, abs=0.02)
