@@ -28,3 +28,16 @@ def test_the_server_engine_loads_the_shipped_policy_and_it_takes_an_action(base_
     finally:
         asyncio.run(engine.aclose())
     assert parse_action(text).action is not None, text
+
+
+def test_the_shipped_calibration_was_measured_on_the_shipped_policy():
+    from askwise.policy.calibrate import adapter_digest
+    from askwise.policy.checkpoints import default_adapter
+    from askwise.server.app import policy_calibration
+    from askwise.server.settings import Settings
+
+    calibration = policy_calibration(Settings())
+    assert calibration is not None, "the default policy ships without calibration.json"
+    # recompute it (askwise calibrate) whenever the default policy changes
+    assert calibration.source["adapter_sha256"] == adapter_digest(default_adapter())
+    assert policy_calibration(Settings(base_only=True)) is None  # another policy: none applies
