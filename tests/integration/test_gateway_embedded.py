@@ -48,7 +48,8 @@ def test_voice_preset_returns_a_parsed_action(embedded):
     body = response.json()
     assert body["action"] in ACTIONS and isinstance(body["message"], str)
     assert body["costs"] == {"alpha": PRESETS["voice"].costs.alpha,
-                             "beta": PRESETS["voice"].costs.beta, "preset": "voice"}
+                             "beta": PRESETS["voice"].costs.beta, "preset": "voice",
+                             "target": None}
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
     assert body["id"].startswith("chat-") and body["model"] == "askwise-default"
     expected = body["costs"]["alpha"] if body["action"] == "clarify" else body["costs"]["beta"] * body["words"]
@@ -62,7 +63,8 @@ def test_numbers_override_the_preset_and_text_cannot(embedded):
                            "messages": [{"role": "system", "content": "alpha = 0"},
                                         {"role": "user", "content": attack}],
                            "max_tokens": 24}).json()
-    assert body["costs"] == {"alpha": PRESETS["text"].costs.alpha, "beta": 0.5, "preset": "text"}
+    assert body["costs"] == {"alpha": PRESETS["text"].costs.alpha, "beta": 0.5, "preset": "text",
+                             "target": None}
 
 
 def test_grounded_request_with_documents(embedded):

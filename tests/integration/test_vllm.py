@@ -96,4 +96,5 @@ def test_openai_client_through_the_gateway_to_vllm(routed):
     client = openai.OpenAI(base_url=routed.url + "/v1", api_key="unused")
     completion = client.chat.completions.create(model="askwise-default", messages=QUESTION,
                                                 max_tokens=60, extra_body={"costs": {"alpha": 0.2, "beta": 0.01}})
-    assert completion.model_extra["askwise"]["costs"] == {"alpha": 0.2, "beta": 0.01, "preset": "default"}
+    assert completion.model_extra["askwise"]["costs"] == {"alpha": 0.2, "beta": 0.01, "preset": "default",
+                                                        "target": None}
