@@ -70,6 +70,10 @@ def describe(reply) -> str:
         lines.append(f"  - if you mean {reading.interpretation}: {reading.answer}")
     lines.append(f"  (alpha={reply.costs.alpha:g} beta={reply.costs.beta:g} preset={reply.costs.preset}; "
                  f"{reply.words} words, this turn cost {reply.cost_incurred:.3f})")
+    if reply.action_probabilities is not None:
+        p = reply.action_probabilities
+        lines.append(f"  (the policy's odds: answer {p.answer:.2f}, list {p.multi_answer:.2f}, "
+                     f"ask {p.clarify:.2f})")
     return "\n".join(lines)
 
 
