@@ -2,6 +2,7 @@
 load the page, ask in text mode and in voice mode, check the action shown, keep screenshots."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -41,6 +42,8 @@ def test_text_and_voice_modes_with_the_real_policy(browser, embedded, tmp_path):
     reply = ask(page, "Who wrote Hamlet?", 0)
     assert reply.get_attribute("data-action") in {"answer", "multi_answer", "clarify"}
     assert "alpha=0.3 beta=0.002" in reply.inner_text()
+    assert re.fullmatch(r"the policy's odds: answer [01]\.\d\d · list [01]\.\d\d · ask [01]\.\d\d",
+                        reply.locator(".odds").inner_text())
     page.screenshot(path=str(tmp_path / "demo-text.png"))
 
     page.click("#mode-voice")
@@ -65,6 +68,7 @@ def test_clarification_round_and_multi_answer_are_shown(browser, scripted, tmp_p
     second = ask(page, "2018", 1)
     assert second.get_attribute("data-action") == "answer"
     assert "In 2018, France won." in second.inner_text()
+    assert second.locator(".odds").count() == 0  # this backend sends no token probabilities
     multi = ask(page, "Who won every world cup?", 2)
     assert multi.get_attribute("data-action") == "multi_answer"
     assert multi.locator("ul.readings li").all_inner_texts() == [
