@@ -100,7 +100,7 @@ class KVPool:
         # zeros, not empty: padded reads of never-written positions must be finite (they are
         # masked to a weight of exactly 0, and 0 * NaN would still be NaN).
         # (layer, position, kv head, dim): a position's heads lie together, so gathering a
-        # batch's positions copies whole rows (2.3x faster than gathering along an inner dim).
+        # batch's positions copies whole rows (benchmarks/decode_gather.py).
         self.keys = torch.zeros(layers, tokens, kv_heads, head_dim, dtype=dtype, device=device)
         self.values = torch.zeros_like(self.keys)
         self.tokens = tokens
