@@ -119,7 +119,7 @@ class EmbeddedTurns:
     """Plays a request at given costs through the embedded policy, as `askwise serve` would."""
 
     def __init__(self, args: argparse.Namespace):
-        from askwise.policy.costs import CostOverrides, load_presets
+        from askwise.policy.costs import load_presets
         from askwise.server.app import make_engine, policy_adapter
         from askwise.server.metrics import Metrics
         from askwise.server.service import ChatService
@@ -130,12 +130,12 @@ class EmbeddedTurns:
         self.engine = make_engine(settings)
         self.engine.wait_ready(900)  # the model loads in the engine's thread
         self.service = ChatService(settings, self.engine, load_presets(), Metrics())
-        self._overrides = CostOverrides
         adapter = policy_adapter(settings)
         self.source = {"embedded": str(args.adapter or ("base model" if args.base_model else "shipped policy")),
                        "adapter_sha256": adapter_digest(adapter) if adapter else None, "dtype": args.dtype}
 
     async def __call__(self, body: dict, alpha: float, beta: float) -> tuple[str, dict | None]:
+        from askwise.policy.costs import CostOverrides
         from askwise.policy.prompt import Turn
         from askwise.server.protocol import ChatRequest
         from askwise.server.service import TurnRequest, documents_from
@@ -144,7 +144,7 @@ class EmbeddedTurns:
         turn = TurnRequest(
             turns=[Turn(m.role, m.content, m.action) for m in request.messages],
             documents=documents_from(request.documents), preset=None,
-            costs=self._overrides(alpha=float(alpha), beta=float(beta)), model=None,
+            costs=CostOverrides(alpha=float(alpha), beta=float(beta)), model=None,
             temperature=0.0, top_p=None, max_tokens=REPLY_TOKENS, seed=None)
         prepared = await self.service.prepare(turn)
         result = self.service.result(prepared, await self.service.run(prepared))
