@@ -10,7 +10,6 @@ from .actions import (
     ParsedAction,
     action_prefixes,
     action_regex,
-    action_tail_regexes,
     format_action,
     parse_action,
 )
@@ -20,7 +19,7 @@ from .reward import Outcome, best_f1, count_words, normalize_answer, reward, tok
 
 __all__ = [
     "ACTION_PREFIXES", "ACTION_STOP", "action_prefixes", "Action", "ActionStreamParser",
-    "Interpretation", "ParsedAction", "action_regex", "action_tail_regexes",
+    "Interpretation", "ParsedAction", "action_regex",
     "format_action", "parse_action", "Costs", "CostOverrides", "Preset", "UnknownPresetError",
     "load_presets", "resolve_costs", "PROMPT_FORMAT_VERSION", "Document", "Turn",
     "allowed_actions", "render_prompt", "Outcome", "best_f1", "count_words", "normalize_answer",

@@ -236,15 +236,3 @@ def action_regex(actions: tuple[Action, ...] | list[Action] = tuple(Action)) -> 
         else:
             parts.append(action.tag + r" [^\n]+")  # tags need no escaping
     return "|".join(parts)
-
-
-# What follows each action's prefix (`ACTION_PREFIXES`) in a well-formed reply: with the
-# prefix already chosen, the rest of `action_regex` for that action.
-_ACTION_TAILS = {Action.ANSWER: r"[^\n]+", Action.CLARIFY: r"[^\n]+",
-                 Action.MULTI_ANSWER: r"[^\n:]+: [^\n]+(\nIf you mean [^\n:]+: [^\n]+){0,5}"}
-
-
-def action_tail_regexes(actions: tuple[Action, ...] | list[Action] = tuple(Action)) -> tuple[str, ...]:
-    """Per action prefix (`action_prefixes`, same order), the regular expression for the rest
-    of the reply (`SamplingParams.prefix_regexes`): prefix + tail is `action_regex`'s part."""
-    return tuple(_ACTION_TAILS[a] for a in actions)

@@ -56,8 +56,7 @@ def make_engine(settings: Settings) -> Engine:
             url, api_key=settings.backend_api_key, default_model=settings.model,
             structured_outputs=settings.structured_outputs, send_seeds=settings.backend_seeds,
             connect_timeout_s=settings.backend_connect_timeout_s, timeout_s=settings.backend_timeout_s,
-            max_connections=settings.max_in_flight,
-            prefix_requests=settings.action_probability_requests) for url in urls},
+            max_connections=settings.max_in_flight) for url in urls},
             probe_interval_s=settings.backend_probe_interval_s)
 
     from askwise.policy.checkpoints import check_prompt_format, ensure_base_checkpoint

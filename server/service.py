@@ -20,7 +20,6 @@ from askwise.policy.actions import (
     ParsedAction,
     action_prefixes,
     action_regex,
-    action_tail_regexes,
     parse_action,
 )
 from askwise.policy.calibration import Calibration, CalibrationError, parse_target
@@ -185,7 +184,6 @@ class ChatService:
             regex=action_regex(actions),
             stop=ACTION_STOP,
             prefix_probabilities=self.settings.action_probabilities,
-            prefix_regexes=action_tail_regexes(actions),
         )
         messages = render_prompt(request.turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)

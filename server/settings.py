@@ -86,12 +86,6 @@ class Settings(BaseSettings):
     action_probabilities: bool = Field(True, description="Report the policy's probability of "
                                        "each action in every response (over an OpenAI backend, "
                                        "from the reply's token logprobs, which it then asks for).")
-    action_probability_requests: Literal["separate", "inline"] = Field(
-        "separate", description="Over an OpenAI backend, how action probabilities are asked "
-        "for. separate: the action tag is picked in a short request of its own, the only one "
-        "with logprobs, and a second request writes the rest (vLLM's prefix cache reuses the "
-        "prompt). inline: one request with logprobs on every token (for backends without "
-        "continue_final_message). A backend that ignores the constraint is sent inline.")
     default_max_tokens: int = Field(200, ge=1, description="Reply length when a request sets none.")
     default_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature when a "
                                        "request sets none (0 = greedy).")

@@ -24,9 +24,7 @@ class SamplingParams:
     with structured outputs (vLLM) take `regex`, or the prefixes turned into one. `stop`
     strings end the reply, and are not part of it (OpenAI semantics). With
     `prefix_probabilities`, the completion says how likely the model found each allowed
-    prefix where the reply picked one (`prefix_choice.py`). `prefix_regexes`, per allowed
-    prefix, is the regex for the rest of the reply once that prefix is chosen: it lets a
-    server engine pick the prefix in one short request and write the rest in another.
+    prefix where the reply picked one (`prefix_choice.py`).
     """
 
     max_tokens: int = 256
@@ -37,7 +35,6 @@ class SamplingParams:
     regex: str | None = None
     stop: tuple[str, ...] = ()
     prefix_probabilities: bool = False
-    prefix_regexes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

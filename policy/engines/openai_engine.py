@@ -12,14 +12,6 @@ Constraints: the request carries vLLM's `structured_outputs: {"regex": ...}` (th
 without that field either ignore it (llama.cpp) or reject it (`transformers serve`: 422); with
 `structured_outputs="auto"` a rejection turns the field off for that backend and the request
 is sent again without it.
-
-Prefix probabilities come from the OpenAI `logprobs` of the tokens that pick the prefix. The
-API cannot ask for logprobs on the first tokens only, and vLLM computes, detokenizes and sends
-them for every token asked for, so with `prefix_requests="separate"` (the default) a reply is
-two requests: a short one constrained to the prefixes alone, with logprobs, and one that
-continues the chosen prefix (vLLM's `continue_final_message`; its prefix cache reuses the
-prompt) without them. A backend that does not keep to the constraint gets one request with
-logprobs from then on ("inline").
 """
 
 from __future__ import annotations
@@ -28,9 +20,9 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Literal
 
 import aiohttp
@@ -56,8 +48,6 @@ MODELS_CACHE_S = 10.0
 # few the policy considers at the deciding step, and every candidate costs vLLM work for
 # every token of the reply.
 TOP_LOGPROBS = 5
-# Tokens the request that picks a prefix may take: the action tags are 3 to 8 tokens.
-PREFIX_TOKENS = 16
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +64,6 @@ class OpenAIEngine(Engine):
         timeout_s: float = 120.0,
         max_connections: int = 64,
         send_seeds: bool = True,
-        prefix_requests: Literal["separate", "inline"] = "separate",
     ):
         base_url = base_url.rstrip("/")
         self.base_url = base_url if base_url.endswith("/v1") else base_url + "/v1"
@@ -83,7 +72,6 @@ class OpenAIEngine(Engine):
         self._fallback_allowed = structured_outputs == "auto"
         self.timeout_s = timeout_s
         self.send_seeds = send_seeds
-        self.separate_prefix = prefix_requests == "separate"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s,
                                               sock_read=timeout_s)
@@ -157,7 +145,7 @@ class OpenAIEngine(Engine):
             body["stream_options"] = {"include_usage": True}
         regex = params.regex
         if regex is None and params.allowed_prefixes:
-            regex = "(" + "|".join(_regex_literal(p) for p in params.allowed_prefixes) + r")[\s\S]*"
+            regex = "(" + "|".join(re.escape(p) for p in params.allowed_prefixes) + r")[\s\S]*"
         if self.structured_outputs and regex:
             body["structured_outputs"] = {"regex": regex}
         if params.prefix_probabilities and len(params.allowed_prefixes) > 1:
@@ -177,97 +165,8 @@ class OpenAIEngine(Engine):
 
     async def complete(self, messages: ChatMessages, params: SamplingParams,
                        model: str | None = None) -> Completion:
-        model = await self._resolve_model(model)
-        deadline = time.monotonic() + self.timeout_s
-        head = await self._pick_prefix(messages, params, model, deadline)
-        if head is None:
-            body = self.request_body(messages, params, model, stream=False)
-            return await self._complete(body, params, deadline)
-        if not self._continues(head, params):
-            return head
-        rest = await self._complete(self._continuation_body(messages, params, model, head, stream=False),
-                                    params, deadline)
-        return _joined(head, rest)
-
-    async def stream(self, messages: ChatMessages, params: SamplingParams,
-                     model: str | None = None) -> AsyncIterator[StreamChunk]:
-        model = await self._resolve_model(model)
-        deadline = time.monotonic() + self.timeout_s
-        head = await self._pick_prefix(messages, params, model, deadline)
-        if head is None:
-            async for chunk in self._stream(self.request_body(messages, params, model, stream=True),
-                                            params, deadline):
-                yield chunk
-            return
-        picked = head.prefix_probabilities
-        yield StreamChunk(head.text, prefix_probabilities=picked)
-        if not self._continues(head, params):
-            yield StreamChunk("", head, prefix_probabilities=picked)
-            return
-        body = self._continuation_body(messages, params, model, head, stream=True)
-        async for chunk in self._stream(body, params, deadline):
-            if chunk.completion is None:
-                yield StreamChunk(chunk.text, prefix_probabilities=picked)
-            else:
-                yield StreamChunk(chunk.text, _joined(head, chunk.completion), prefix_probabilities=picked)
-
-    # ------------------------------------------------------------------ the prefix on its own
-
-    def _separates(self, params: SamplingParams) -> bool:
-        """Whether the prefix is picked in a request of its own: only when probabilities are
-        wanted (that request carries the logprobs), the backend takes the constraint, and the
-        rest of the reply can still be constrained (`prefix_regexes`) where a regex was given."""
-        heads = [p.rstrip() for p in params.allowed_prefixes]
-        return (self.separate_prefix and self.structured_outputs and params.prefix_probabilities
-                and len(params.allowed_prefixes) > 1 and all(heads) and len(set(heads)) == len(heads)
-                and (params.regex is None or len(params.prefix_regexes) == len(params.allowed_prefixes)))
-
-    async def _pick_prefix(self, messages: ChatMessages, params: SamplingParams, model: str,
-                           deadline: float) -> Completion | None:
-        """The reply's prefix with its probabilities, from a request constrained to the
-        prefixes alone; None to send the reply as one request instead.
-
-        The request stops before a prefix's trailing whitespace: a BPE model writes a space
-        as part of the next word (" Paris"), so a reply made to end in a bare space would go
-        on from a token the model never writes there. The continuation writes the rest."""
-        if not self._separates(params):
-            return None
-        heads = [p.rstrip() for p in params.allowed_prefixes]
-        alternatives = "(" + "|".join(_regex_literal(h) for h in heads) + ")"
-        only_prefix = replace(params, max_tokens=min(params.max_tokens, PREFIX_TOKENS), stop=(),
-                              regex=alternatives)
-        head = await self._complete(self.request_body(messages, only_prefix, model, stream=False),
-                                    only_prefix, deadline)
-        cut = head.finish_reason == "length" and any(h.startswith(head.text) for h in heads)
-        if head.text in heads or cut:
-            return head
-        if self.structured_outputs:  # not turned off meanwhile by a rejection of the field
-            log.warning("backend %s did not keep to the prefix constraint (%r); asking for logprobs "
-                        "on whole replies from now on", self.base_url, head.text[:40])
-        self.separate_prefix = False
-        return None
-
-    @staticmethod
-    def _continues(head: Completion, params: SamplingParams) -> bool:
-        return head.finish_reason != "length" and head.completion_tokens < params.max_tokens
-
-    def _continuation_body(self, messages: ChatMessages, params: SamplingParams, model: str,
-                           head: Completion, stream: bool) -> dict:
-        """The request that writes the rest of a reply after its chosen prefix: the rest of
-        the prefix (its trailing whitespace), then what may follow that prefix."""
-        index = [p.rstrip() for p in params.allowed_prefixes].index(head.text)
-        rest_of_prefix = _regex_literal(params.allowed_prefixes[index][len(head.text):])
-        tail = params.prefix_regexes[index] if params.prefix_regexes else (r"[\s\S]*" if rest_of_prefix else "")
-        rest = replace(params, max_tokens=params.max_tokens - head.completion_tokens, allowed_prefixes=(),
-                       regex=(rest_of_prefix + tail) or None, prefix_probabilities=False, prefix_regexes=())
-        body = self.request_body([*messages, {"role": "assistant", "content": head.text}], rest, model, stream)
-        body["continue_final_message"], body["add_generation_prompt"] = True, False
-        return body
-
-    # ------------------------------------------------------------------ one request
-
-    async def _complete(self, body: dict, params: SamplingParams, deadline: float) -> Completion:
-        async with await self._send(body, deadline) as response:
+        body = self.request_body(messages, params, await self._resolve_model(model), stream=False)
+        async with await self._send(body) as response:
             data = _load_json(await _read(response))
         try:
             choice = data["choices"][0]
@@ -284,10 +183,13 @@ class OpenAIEngine(Engine):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise EngineBadResponse(f"backend answered an unexpected completion: {exc!r}") from None
 
-    async def _stream(self, body: dict, params: SamplingParams, deadline: float) -> AsyncIterator[StreamChunk]:
+    async def stream(self, messages: ChatMessages, params: SamplingParams,
+                     model: str | None = None) -> AsyncIterator[StreamChunk]:
+        body = self.request_body(messages, params, await self._resolve_model(model), stream=True)
         text, usage, finish = [], {}, "stop"
         picked = _PrefixLogprobs(params)
-        async with await self._send(body, deadline) as response:
+        deadline = time.monotonic() + self.timeout_s
+        async with await self._send(body) as response:
             lines = aiter(response.content)
             while True:
                 try:
@@ -328,16 +230,16 @@ class OpenAIEngine(Engine):
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    async def _send(self, body: dict, deadline: float) -> _Exchange:
+    async def _send(self, body: dict) -> _Exchange:
         """An opened chat request; once more without structured_outputs if it was refused."""
-        exchange = self._request("POST", "/chat/completions", body, deadline)
+        exchange = self._request("POST", "/chat/completions", body)
         try:
             await exchange.open()
         except EngineRejected as exc:
             if not self._drops_structured_outputs(exc, body):
                 raise
             body.pop("structured_outputs")
-            exchange = self._request("POST", "/chat/completions", body, deadline)
+            exchange = self._request("POST", "/chat/completions", body)
             await exchange.open()
         return exchange
 
@@ -345,16 +247,13 @@ class OpenAIEngine(Engine):
         async with self._request("GET", path) as response:
             return _load_json(await _read(response))
 
-    def _request(self, method: str, path: str, body: dict | None = None,
-                 deadline: float | None = None) -> _Exchange:
+    def _request(self, method: str, path: str, body: dict | None = None) -> _Exchange:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers, timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 json_serialize=_dumps)
-        # The two requests of a separated prefix share one reply's deadline.
-        timeout_s = self.timeout_s if deadline is None else max(0.001, deadline - time.monotonic())
-        return _Exchange(self._session, method, self.base_url + path, body, timeout_s)
+        return _Exchange(self._session, method, self.base_url + path, body, self.timeout_s)
 
 
 class _Exchange:
@@ -426,19 +325,6 @@ class _PrefixLogprobs:
                     return
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             self.choice = None
-
-
-def _joined(head: Completion, rest: Completion) -> Completion:
-    """One reply from its prefix's request and the request that continued it."""
-    return Completion(text=head.text + rest.text, prompt_tokens=head.prompt_tokens,
-                      completion_tokens=head.completion_tokens + rest.completion_tokens,
-                      finish_reason=rest.finish_reason, prefix_probabilities=head.prefix_probabilities)
-
-
-def _regex_literal(text: str) -> str:
-    """`text` as a regex matching itself, escaping only what regex syntax needs (xgrammar's
-    parser is stricter than Python's about needless escapes such as `\\#`)."""
-    return "".join("\\n" if c == "\n" else "\\" + c if c in ".^$*+?()[]{}|\\/" else c for c in text)
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:

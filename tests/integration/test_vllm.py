@@ -11,14 +11,7 @@ import openai
 import pytest
 from helpers import free_port, gateway
 
-from askwise.policy.actions import (
-    ACTION_STOP,
-    Action,
-    action_prefixes,
-    action_regex,
-    action_tail_regexes,
-    parse_action,
-)
+from askwise.policy.actions import Action, action_regex, parse_action
 from askwise.policy.engines import SamplingParams, UnknownModel
 from askwise.policy.engines.openai_engine import OpenAIEngine
 from askwise.policy.vllm_cpu import VLLMServer
@@ -64,45 +57,6 @@ def test_engine_constrains_vllm_to_the_action_format(vllm):
         finally:
             await engine.aclose()
     asyncio.run(scenario())
-
-
-def test_a_separate_prefix_request_picks_the_action_one_request_picks(vllm):
-    # The action tag picked in a short request with logprobs, the rest written in a second
-    # (continue_final_message). The tag and its probabilities are the one-request reply's;
-    # the words after it may differ in bf16, where a prefilled prefix and a decoded one
-    # round differently, but stream and non-stream agree exactly.
-    actions = tuple(Action)
-    params = SamplingParams(max_tokens=40, allowed_prefixes=action_prefixes(actions),
-                            regex=action_regex(actions), prefix_regexes=action_tail_regexes(actions),
-                            stop=ACTION_STOP, prefix_probabilities=True)
-    questions = [QUESTION, [{"role": "user", "content": "What is the capital of France?"}]]
-
-    async def replies(prefix_requests: str):
-        engine = OpenAIEngine(vllm.base_url, prefix_requests=prefix_requests)
-        try:
-            out = []
-            for question in questions:
-                messages = [{"role": "system", "content": "Reply with #ANSWER, #MULTI_ANS or #CLARIFY."},
-                            *question]
-                completion = await engine.complete(messages, params)
-                out.append((completion, [chunk async for chunk in engine.stream(messages, params)]))
-            return out, engine.separate_prefix
-        finally:
-            await engine.aclose()
-
-    inline, _ = asyncio.run(replies("inline"))
-    separate, still_separate = asyncio.run(replies("separate"))
-    assert still_separate, "vLLM kept to the prefix constraint, so the engine keeps separating"
-    for (one, _), (two, chunks) in zip(inline, separate):
-        assert parse_action(two.text).action is parse_action(one.text).action, (one.text, two.text)
-        assert parse_action(two.text).tagged and "  " not in two.text[:12], two.text
-        assert two.prefix_probabilities.keys() == one.prefix_probabilities.keys()
-        for prefix, probability in one.prefix_probabilities.items():
-            assert two.prefix_probabilities[prefix] == pytest.approx(probability, abs=1e-3)
-        assert "".join(c.text for c in chunks) == chunks[-1].completion.text == two.text
-        assert chunks[0].text.rstrip() == chunks[0].text and chunks[0].prefix_probabilities is not None
-        assert chunks[-1].completion.prefix_probabilities == two.prefix_probabilities
-        assert two.completion_tokens > 0
 
 
 def test_gateway_to_vllm_returns_a_parsed_action(routed):

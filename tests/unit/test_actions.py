@@ -1,14 +1,11 @@
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from askwise.policy.actions import (
-    ACTION_PREFIXES,
     Action,
     ActionStreamParser,
     Interpretation,
-    action_prefixes,
     action_regex,
-    action_tail_regexes,
     format_action,
     parse_action,
 )
@@ -65,32 +62,6 @@ def test_regex_matches_formatted_actions():
                  format_action(Action.MULTI_ANSWER, interpretations=[Interpretation("a", "1"),
                                                                      Interpretation("b", "2")])]:
         assert pattern.fullmatch(text), text
-
-
-@settings(max_examples=300)
-@given(st.sampled_from(["", "#ANSWER ", "#CLARIFY ", "#MULTI_ANS\nIf you mean ", "#MULTI_ANS"]),
-       st.lists(st.sampled_from(["x", "y 2", ": ", ":", "\n", "\nIf you mean ", " ", "#"]), max_size=30))
-@example("#MULTI_ANS\nIf you mean ", ["x", ": ", "y 2"] + ["\nIf you mean ", "x", ": ", "y 2"] * 5)
-@example("#MULTI_ANS\nIf you mean ", ["x", ": ", "y 2"] + ["\nIf you mean ", "x", ": ", "y 2"] * 6)
-def test_a_prefix_and_its_tail_regex_accept_what_the_whole_regex_accepts(start, pieces):
-    # A server engine may pick the prefix in one request and constrain the rest with the
-    # tail: together they must allow exactly the replies the one-request regex allows.
-    import re
-    text = start + "".join(pieces)
-    for actions in (tuple(Action), (Action.ANSWER, Action.MULTI_ANSWER)):
-        whole = bool(re.fullmatch(action_regex(actions), text))
-        split = any(text.startswith(prefix) and re.fullmatch(tail, text[len(prefix):])
-                    for prefix, tail in zip(action_prefixes(actions), action_tail_regexes(actions)))
-        assert whole == split, text
-
-
-def test_tail_regexes_complete_formatted_actions():
-    import re
-    for action, text in [(Action.ANSWER, format_action(Action.ANSWER, "Paris")),
-                         (Action.MULTI_ANSWER, format_action(Action.MULTI_ANSWER, interpretations=[
-                             Interpretation("a", "1"), Interpretation("b", "2")]))]:
-        prefix, tail = ACTION_PREFIXES[action], action_tail_regexes((action,))[0]
-        assert text.startswith(prefix) and re.fullmatch(tail, text[len(prefix):]), text
 
 
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
