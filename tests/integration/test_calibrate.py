@@ -75,9 +75,12 @@ def test_a_target_becomes_a_preset_that_a_gateway_resolves_at_start(calibrated, 
                 **body, "max_tokens": 8, "messages": REQUESTS[0]["messages"]}).json()
             assert reply["costs"]["alpha"] == solution.alpha and reply["costs"]["beta"] == solution.beta
             assert reply["costs"]["target"] == {"clarify": clarify}
-        lo, hi = min(min(row) for row in cal.fitted["clarify"]), max(max(row) for row in cal.fitted["clarify"])
-        far = 1.0 if hi < 0.9 else 0.0
-        assert hi < 0.9 or lo > 0.1, "the policy both always and never asks on these requests"
+        # The clarify rate farthest from every rate a measured pair predicts: unreachable
+        # whatever these requests make the policy do (four rates leave a gap wider than 0.1).
+        rates = sorted({cal.predict(a, b)["clarify"] for a in cal.alphas for b in cal.betas})
+        candidates = [0.0, 1.0] + [(x + y) / 2 for x, y in zip(rates, rates[1:])]
+        far = max(candidates, key=lambda r: min(abs(r - x) for x in rates))
+        assert min(abs(far - x) for x in rates) > 0.05
         for target, code in (({"clarify": far}, "target_unreachable"),
                              ({"clarify": 0.8, "multi": 0.5}, "invalid_target")):
             response = httpx.post(server.url + "/v1/chat", timeout=60, json={
