@@ -8,8 +8,10 @@ cell it prints the mean per-item reward difference (first minus second) and its 
 error, then how many cells the first is ahead in, and ahead or behind by more than twice the
 SE: the test `askwise eval` uses against baselines.
 
-Where either folder no longer holds its episodes (a committed evaluation keeps only
-`eval.json`), it compares the cells' mean rewards unpaired, with no SE, and says so.
+The episodes may be plain (`episodes-policy.jsonl`, a run folder) or gzipped (`.jsonl.gz`,
+as a shipped adapter's `eval/` folder commits them), so a candidate pairs with the shipped
+policy's committed report directly. Where either folder holds no episodes (older reports kept
+only `eval.json`), it compares the cells' mean rewards unpaired, with no SE, and says so.
 """
 
 import argparse
@@ -30,14 +32,14 @@ def main() -> None:
     keys = ("dataset", "split", "items", "setting", "alphas", "betas", "seed")
     if any(getattr(configs[0], k) != getattr(configs[1], k) for k in keys):
         parser.error(f"the two evaluations differ in one of {keys}: nothing to pair")
-    if not all((d / "episodes-policy.jsonl").exists() for d in (args.first, args.second)):
+    paths = [policy_episodes(d) for d in (args.first, args.second)]
+    if None in paths:
         unpaired(args.first, args.second)
         return
     items = {item.id: item for item in load_items(configs[0])}
     # A folder may hold episodes of items beyond its config's (an evaluation resumed with
     # fewer --items keeps what the longer run played); only the config's items pair.
-    episodes = [[e for e in load_episodes(d / "episodes-policy.jsonl") if e.item_id in items]
-                for d in (args.first, args.second)]
+    episodes = [[e for e in load_episodes(path) if e.item_id in items] for path in paths]
     ahead = ahead_2se = behind_2se = 0
     for index, costs in enumerate(configs[0].grid()):
         first, second = (item_rewards([e for e in eps if e.sample == index], items, costs) for eps in episodes)
@@ -52,6 +54,14 @@ def main() -> None:
     cells = len(configs[0].grid())
     print(f"first ahead in {ahead} of {cells} cells; by more than 2 SE in {ahead_2se}; "
           f"behind by more than 2 SE in {behind_2se}")
+
+
+def policy_episodes(folder: Path) -> Path | None:
+    """The policy's episodes in an evaluation folder, plain or gzipped; None if neither."""
+    for name in ("episodes-policy.jsonl", "episodes-policy.jsonl.gz"):
+        if (folder / name).exists():
+            return folder / name
+    return None
 
 
 def unpaired(first: Path, second: Path) -> None:
