@@ -71,7 +71,12 @@ def run(requests: list[dict], args: argparse.Namespace, work: Path) -> None:
     async def go():
         try:
             records = await measure(turns, calibrate_on, alphas, betas, work / "calibrate.records.jsonl", 32)
-            calibration = build(records, alphas, betas, {"requests": f"{args.split}, first {half}"})
+            # The same source `askwise calibrate` writes (the adapter's sha256 among it), so the
+            # calibration half is the file a shipped adapter carries, as it is.
+            source = {**turns.source, "count": half, "requests": (
+                f"AmbigQA {args.split}, the first {half} items with their documents "
+                f"(python benchmarks/calibration_loop.py --items {len(requests)}, calibration half)")}
+            calibration = build(records, alphas, betas, source)
             rows = []
             for text in args.targets:
                 target = parse_target(text)

@@ -21,6 +21,7 @@ from statistics import mean, stdev
 
 from askwise.training.data import load_ambigqa
 from askwise.training.episodes import load_episodes
+from askwise.training.quality import clarifying_questions
 from askwise.training.simulator import named_readings
 
 KINDS = ("none", "one", "two or more")
@@ -39,13 +40,10 @@ def main() -> None:
         item = items.get(episode.item_id)
         if item is None:
             parser.error(f"item {episode.item_id} is not among the first {args.items} of {args.split}")
-        if not item.ambiguous:
-            continue
-        for turn in episode.turns:
-            if turn["role"] == "assistant" and turn["action"] == "clarify":
-                kind = KINDS[min(len(named_readings(item, turn["content"])), 2)]
-                f1s[kind].append(episode.f1)
-                by_item[item.id, kind].append(episode.f1)
+        for _, question in clarifying_questions([episode], items):
+            kind = KINDS[min(len(named_readings(item, question)), 2)]
+            f1s[kind].append(episode.f1)
+            by_item[item.id, kind].append(episode.f1)
     total = sum(map(len, f1s.values()))
     print(f"{total} clarifying questions on ambiguous items")
     for kind in KINDS:
