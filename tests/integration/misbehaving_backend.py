@@ -4,9 +4,7 @@ Real vLLM cannot be asked to send garbage, hang or crash on demand; this server 
 model name picks the failure. One model, "clarifier", behaves instead, deterministically: it
 asks a question on the first user turn and answers after the user's reply, so clients can be
 tested through a whole clarification round (a question with "every" in it gets a
-multi-answer). Two more ask a question that offers one option twice when decoding greedily:
-"stammerer" offers two options when it samples with an odd seed, "stutterer" never does.
-Run: python misbehaving_backend.py PORT
+multi-answer). Run: python misbehaving_backend.py PORT
 """
 
 import asyncio
@@ -19,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
-          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer"]
+          "slowstream", "clarifier", "echo", "hold"]
 OPEN_STREAMS = 0
 OPEN_HOLDS = 0
 
@@ -74,10 +72,6 @@ async def chat(request: Request):
                 else f"#ANSWER In {users[-1]}, France won.")
         if "every" in users[-1]:
             text = "#MULTI_ANS\nIf you mean 2018: France\nIf you mean 2014: Germany"
-    if model in ("stammerer", "stutterer"):
-        text = "#CLARIFY Do you mean 2014 or 2014?"
-        if model == "stammerer" and body.get("temperature") and (body.get("seed") or 0) % 2:
-            text = f"#CLARIFY Do you mean 2014 or {2014 + body['seed'] % 7}?"
     if not body.get("stream"):
         return completion(text)
 
@@ -96,7 +90,7 @@ async def chat(request: Request):
         return StreamingResponse(slow_events(), media_type="text/event-stream")
 
     async def events():
-        if model in ("clarifier", "stammerer", "stutterer"):
+        if model == "clarifier":
             for piece in (text[:12], text[12:]):
                 yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]}) + "\n\n"
             yield "data: [DONE]\n\n"
