@@ -27,6 +27,7 @@ from askwise.policy import Costs, Document, Turn, render_prompt  # noqa: E402
 from askwise.policy.checkpoints import ensure_base_checkpoint  # noqa: E402
 from askwise.policy.engines.base import SamplingParams  # noqa: E402
 from askwise.policy.engines.transformers_engine import TransformersEngine  # noqa: E402
+from askwise.policy.hardware import glibc, trim_heap  # noqa: E402
 
 
 def main() -> None:
@@ -61,7 +62,7 @@ def main() -> None:
         line = (f"round {number}: RSS {rss:.0f} MB, live tensors {held:.0f} MB, "
                 f"malloc in use {heap[0]:.0f} MB, free in heap {heap[1]:.0f} MB")
         if args.trim:
-            libc.malloc_trim(0)
+            trim_heap()
             line += f", RSS after malloc_trim {rss_mb(os.getpid()):.0f} MB"
         print(line, flush=True)
 
@@ -71,12 +72,12 @@ class _MallInfo2(ctypes.Structure):
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = _MallInfo2
-
-
 def malloc_info() -> tuple[float, float]:
     """glibc's view over all arenas: bytes in use (heap plus mmapped) and free bytes it holds."""
+    libc = glibc()
+    if libc is None:
+        sys.exit("this probe reads glibc's allocator statistics: glibc only")
+    libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 

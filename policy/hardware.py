@@ -33,6 +33,19 @@ def cpu_simd() -> list[str]:
     return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))
 
 
+def glibc():
+    """The C library when it is glibc (it has `mallopt`), for the heap calls below; else None."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") else None
+
+
 def limit_heap_growth() -> None:
     """Make glibc hand large freed blocks back to the OS at once.
 
@@ -40,14 +53,14 @@ def limit_heap_growth() -> None:
     raises its mmap threshold each time a large mmapped block is freed, after which such
     blocks come from the heap and fragment it: a fine-tune grew from 11 to 18 GB RSS over 230
     steps, and with a fixed threshold it stayed near 2 GB. No-op off glibc."""
-    import ctypes
-    import ctypes.util
+    libc = glibc()
+    if libc is not None:
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
 
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
-    except OSError:
-        pass
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the OS now (glibc's malloc_trim); no-op off glibc."""
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

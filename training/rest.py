@@ -183,14 +183,12 @@ def _grow_and_improve(config: TrainConfig, state, items: list[Item], base: Path,
 def _release_memory() -> None:
     """Hand freed training memory back to the OS before vLLM starts next to this process
     (glibc keeps freed arenas otherwise: ~14 GB after a CPU fine-tune)."""
-    import ctypes
     import gc
 
+    from askwise.policy.hardware import trim_heap
+
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim
+    trim_heap()
 
 
 def _advance(config: TrainConfig, trained: Path, base: Path) -> tuple[Path | None, Path]:
