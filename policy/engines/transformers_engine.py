@@ -156,6 +156,12 @@ class TransformersEngine(Engine):
     async def check_ready(self) -> None:
         self._raise_unless_ready()
 
+    @property
+    def running(self) -> int:
+        """Requests in the batch now. One whose caller hung up counts until the worker's next
+        step retires it, which may come after the rest of the batch has finished."""
+        return len(self._running)
+
     async def aclose(self) -> None:
         with self._cond:
             self._stopping = True
