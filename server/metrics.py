@@ -33,6 +33,11 @@ class Metrics:
         self.malformed = Counter(
             "askwise_malformed_replies", "Model replies that needed a parser fallback.",
             registry=self.registry)
+        self.redraws = Counter(
+            "askwise_question_redraws", "Questions that repeated an option or were cut off, by "
+            "whether a redraw replaced them.", ["outcome"], registry=self.registry)
+        for outcome in ("replaced", "kept"):
+            self.redraws.labels(outcome)  # both series from the start, at 0
 
     def watch_replicas(self, replicas) -> None:
         """Export each backend replica's state (askwise.policy.engines.replicas.Replica)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from askwise.policy.actions import (
     ACTION_PREFIXES,
@@ -32,6 +32,7 @@ from askwise.policy.prompt import (
     allowed_actions,
     render_prompt,
 )
+from askwise.policy.questions import needs_redraw, redraw_question
 from askwise.policy.reward import count_words, turn_cost
 
 from .admission import Admission
@@ -249,7 +250,34 @@ class ChatService:
         except EngineError as exc:
             raise self._backend_failure(exc) from None
         self._count_tokens(completion)
-        return Reply(parse_action(completion.text), completion)
+        return await self._checked(prepared, Reply(parse_action(completion.text), completion))
+
+    async def _checked(self, prepared: Prepared, reply: Reply) -> Reply:
+        """The reply, with a question whose options repeat drawn again (policy/questions.py).
+
+        A backend failure during the redraw keeps the original question: the request had a
+        reply already, and a worse question beats an error.
+        """
+        draws = self.settings.question_redraws
+        if not draws or not needs_redraw(reply.parsed, reply.completion):
+            return reply
+        try:
+            redraw = await redraw_question(self.engine, prepared.messages, prepared.params,
+                                           prepared.model, draws)
+        except EngineError as exc:
+            self.metrics.backend_errors.labels(exc.code).inc()
+            self.metrics.redraws.labels("kept").inc()
+            return reply
+        self.metrics.tokens.labels("completion").inc(redraw.completion_tokens)
+        self.metrics.redraws.labels("replaced" if redraw.parsed else "kept").inc()
+        tokens = reply.completion.completion_tokens + redraw.completion_tokens
+        if redraw.parsed is None:
+            return Reply(reply.parsed, replace(reply.completion, completion_tokens=tokens))
+        # The action and its probabilities are the first reply's; only the question changed.
+        completion = replace(redraw.completion, completion_tokens=tokens,
+                             prompt_tokens=reply.completion.prompt_tokens,
+                             prefix_probabilities=reply.completion.prefix_probabilities)
+        return Reply(redraw.parsed, completion)
 
     async def open_stream(self, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
         """Start generating and wait for the first chunk, so that errors get an HTTP status.
@@ -259,11 +287,13 @@ class ChatService:
         """
         chunks = self.engine.stream(prepared.messages, prepared.params, prepared.model)
         first = await self._next(chunks)
-        return self._events(first, chunks)
+        return self._events(first, chunks, prepared)
 
-    async def _events(self, chunk, chunks) -> AsyncIterator[tuple[str, object]]:
+    async def _events(self, chunk, chunks, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
         parser = ActionStreamParser()
         announced = False
+        # A question is held until it is whole: one whose options repeat is drawn again.
+        holding = False
         try:
             while chunk is not None:
                 if chunk.completion is not None:
@@ -271,17 +301,24 @@ class ChatService:
                     if not announced:
                         yield "action", ActionEvent(parsed.action, action_probabilities(
                             chunk.completion.prefix_probabilities))
+                    self._count_tokens(chunk.completion)
+                    reply = Reply(parsed, chunk.completion)
+                    if holding or not announced:
+                        # Nothing of this message went out yet: the whole, checked one goes.
+                        reply = await self._checked(prepared, reply)
+                        tail = reply.parsed.message
                     if tail:
                         yield "delta", tail
-                    self._count_tokens(chunk.completion)
-                    yield "done", Reply(parsed, chunk.completion)
+                    yield "done", reply
                     return
                 delta = parser.feed(chunk.text)
                 if not announced and parser.action is not None:
                     announced = True
                     yield "action", ActionEvent(parser.action,
                                                 action_probabilities(chunk.prefix_probabilities))
-                if delta:
+                    if parser.action is Action.CLARIFY and self.settings.question_redraws:
+                        holding = True
+                if delta and not holding:
                     yield "delta", delta
                 chunk = await self._next(chunks)
         finally:

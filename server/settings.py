@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from askwise.options import add_model_arguments, given_arguments
+from askwise.policy.questions import DEFAULT_REDRAWS
 
 
 class Settings(BaseSettings):
@@ -83,6 +84,12 @@ class Settings(BaseSettings):
     max_questions: int = Field(1, ge=0, le=10, description="Clarifying questions allowed in a row "
                                "before the policy must answer (the shipped policy was trained "
                                "with 1: askwise train --max-questions).")
+    question_redraws: int = Field(0, ge=0, le=16, description="When a clarifying question "
+                                  "offers one option twice (\"in the heart or in the heart?\") or "
+                                  "is cut off at the token limit, draw this many again and ask "
+                                  f"the first that is whole and whose options differ ({DEFAULT_REDRAWS} "
+                                  "is the measured setting); 0 asks every question as decoded. A "
+                                  "streamed question then arrives whole, once checked.")
     action_probabilities: bool = Field(True, description="Report the policy's probability of "
                                        "each action in every response (over an OpenAI backend, "
                                        "from the reply's token logprobs, which it then asks for).")

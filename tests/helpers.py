@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,3 +88,13 @@ def metric(base_url: str, series: str, headers: dict | None = None) -> float:
         if line.startswith(prefix):
             return float(line[len(prefix):])
     raise KeyError(series)
+
+
+def sse_events(response):
+    """The `data:` payloads of a server-sent event stream, JSON-decoded but for [DONE]."""
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            payload = line[6:]
+            events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events

@@ -44,6 +44,7 @@ from askwise.policy import (
     render_prompt,
 )
 from askwise.policy.engines.base import Engine, EngineError, SamplingParams
+from askwise.policy.questions import needs_redraw, redraw_question
 
 from .data import Item, item_rng
 from .simulator import UserSimulator
@@ -125,10 +126,11 @@ async def _final_answer(simulator: UserSimulator, item: Item, intent: int, parse
 
 async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpec,
                       params: SamplingParams, max_questions: int = 1,
-                      model: str | None = None) -> Episode:
+                      model: str | None = None, redraws: int = 0) -> Episode:
     item, intent = spec.item, spec.intent
     turns: list[Turn] = [Turn("user", item.query)]
     questions, tokens, well_formed = 0, 0, True
+    extra: dict = {}
     while True:
         if spec.forced is not None and questions == 0:
             allowed = (spec.forced,)
@@ -141,6 +143,12 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
         completion = await engine.complete(messages, turn_params, model)
         tokens += completion.completion_tokens
         parsed = parse_action(completion.text)
+        if redraws and Action.CLARIFY in allowed and needs_redraw(parsed, completion):
+            redraw = await redraw_question(engine, messages, turn_params, model, redraws)
+            tokens += redraw.completion_tokens
+            extra.setdefault("redrawn", []).append(
+                {"question": parsed.message, "replaced": redraw.parsed is not None})
+            parsed = redraw.parsed or parsed
         well_formed = well_formed and parsed.well_formed
         action = parsed.action
         if action not in allowed:
@@ -167,7 +175,7 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
                    for t in turns],
             final=final, f1=best_f1(final, item.interpretations[intent].answers),
             questions=questions, words=count_words(parsed.message), well_formed=well_formed,
-            f1_by_intent=f1_by_intent, engine_tokens=tokens)
+            f1_by_intent=f1_by_intent, engine_tokens=tokens, extra=extra)
 
 
 def assistant_examples(episode: Episode, costs: Costs, documents, max_questions: int
@@ -214,7 +222,8 @@ def _drop_partial_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-async def _run_all(engine, simulator, specs, params, max_questions, model, concurrency, out, desc):
+async def _run_all(engine, simulator, specs, params, max_questions, model, concurrency, out, desc,
+                   redraws):
     done = {e.key: e for e in load_episodes(out)} if out else {}
     todo = [s for s in specs if s.key not in done]
     gate = asyncio.Semaphore(concurrency)
@@ -227,7 +236,8 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
     async def play(spec: EpisodeSpec) -> Episode | None:
         async with gate:
             try:
-                return await run_episode(engine, simulator, spec, params, max_questions, model)
+                return await run_episode(engine, simulator, spec, params, max_questions, model,
+                                         redraws)
             except EngineError as exc:
                 # One bad request (say, a prompt over the context length) must not end the
                 # run; the episode is not recorded, so a rerun tries it again.
@@ -258,11 +268,12 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
 
 async def play_episodes(engine: Engine, simulator: UserSimulator, specs: list[EpisodeSpec],
                         params: SamplingParams, max_questions: int = 1, model: str | None = None,
-                        concurrency: int = 32, out: Path | None = None, desc: str = "episodes"
-                        ) -> list[Episode]:
-    """Play `specs` concurrently; with `out`, resume from and append to that JSONL file."""
+                        concurrency: int = 32, out: Path | None = None, desc: str = "episodes",
+                        redraws: int = 0) -> list[Episode]:
+    """Play `specs` concurrently; with `out`, resume from and append to that JSONL file.
+    With `redraws`, a question whose options repeat is drawn again (`policy.questions`)."""
     return await _run_all(engine, simulator, specs, params, max_questions, model, concurrency,
-                          out, desc)
+                          out, desc, redraws)
 
 
 def spec_seed(seed: int, *keys: object) -> int:

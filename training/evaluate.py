@@ -48,6 +48,7 @@ from askwise.policy import Action, Costs, best_f1
 from askwise.policy.actions import parse_interpretations
 from askwise.policy.checkpoints import ensure_base_checkpoint, read_meta
 from askwise.policy.engines.base import SamplingParams
+from askwise.policy.questions import DEFAULT_REDRAWS
 
 from .config import TRAIN_ALPHAS, TRAIN_BETAS
 from .data import SPLITS, Item, item_rng, load_ambigqa, sample_intent
@@ -87,6 +88,10 @@ class EvalConfig(BaseModel):
     seed: int = Field(0, description="Seeds documents and intents.")
     max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
     max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
+    question_redraws: int = Field(0, ge=0, description="Samples drawn when a question offers "
+                                  "one option twice or is cut off at the token limit, as "
+                                  f"`askwise serve --question-redraws` does ({DEFAULT_REDRAWS} is the "
+                                  "measured setting; 0 keeps every greedy question).")
     simulator: Literal["literal", "reference", "llm"] = Field(
         "literal", description="The user: literal (answers only what is asked), reference (the "
         "earlier game's user, who states its intent whatever it is asked) or llm (--user-model).")
@@ -167,7 +172,8 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
         for name, specs in runs.items():
             results[name] = await play_episodes(
                 engine, simulator, specs, params, config.max_questions,
-                concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name)
+                concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name,
+                redraws=config.question_redraws)
         return results
 
 

@@ -4,7 +4,11 @@ Real vLLM cannot be asked to send garbage, hang or crash on demand; this server 
 model name picks the failure. One model, "clarifier", behaves instead, deterministically: it
 asks a question on the first user turn and answers after the user's reply, so clients can be
 tested through a whole clarification round (a question with "every" in it gets a
-multi-answer). Run: python misbehaving_backend.py PORT
+multi-answer). Two more ask a question that offers one option twice when decoding greedily:
+"stammerer" offers two options when it samples with an odd seed, "stutterer" never does.
+"rambler" enumerates years until its token limit cuts it off when greedy, and asks a whole
+question when it samples.
+Run: python misbehaving_backend.py PORT
 """
 
 import asyncio
@@ -17,7 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
-          "slowstream", "clarifier", "echo", "hold"]
+          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer", "rambler"]
 OPEN_STREAMS = 0
 OPEN_HOLDS = 0
 
@@ -27,9 +31,10 @@ async def models():
     return {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]}
 
 
-def completion(text: str) -> dict:
+def completion(text: str, finish_reason: str = "stop") -> dict:
     return {"id": "x", "object": "chat.completion", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        {"index": 0, "message": {"role": "assistant", "content": text},
+         "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
 
 
@@ -72,8 +77,17 @@ async def chat(request: Request):
                 else f"#ANSWER In {users[-1]}, France won.")
         if "every" in users[-1]:
             text = "#MULTI_ANS\nIf you mean 2018: France\nIf you mean 2014: Germany"
+    if model in ("stammerer", "stutterer"):
+        text = "#CLARIFY Do you mean 2014 or 2014?"
+        if model == "stammerer" and body.get("temperature") and (body.get("seed") or 0) % 2:
+            text = f"#CLARIFY Do you mean 2014 or {2014 + body['seed'] % 7}?"
+    finish = "stop"
+    if model == "rambler":
+        text, finish = "#CLARIFY Do you mean 1985, 1986, 1987, 1988", "length"
+        if body.get("temperature"):
+            text, finish = "#CLARIFY Do you mean 1985 or 1995?", "stop"
     if not body.get("stream"):
-        return completion(text)
+        return completion(text, finish)
 
     async def slow_events():
         global OPEN_STREAMS
@@ -90,9 +104,11 @@ async def chat(request: Request):
         return StreamingResponse(slow_events(), media_type="text/event-stream")
 
     async def events():
-        if model == "clarifier":
+        if model in ("clarifier", "stammerer", "stutterer", "rambler"):
             for piece in (text[:12], text[12:]):
                 yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]}) + "\n\n"
+            yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {},
+                                                      "finish_reason": finish}]}) + "\n\n"
             yield "data: [DONE]\n\n"
             return
         yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "Paris "}}]}) + "\n\n"

@@ -1,11 +1,11 @@
 """`askwise serve` (real uvicorn, real SmolLM2) exercised over HTTP with httpx and openai."""
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
+from helpers import sse_events
 
 from askwise.policy.costs import load_presets
 
@@ -22,15 +22,6 @@ def check_probabilities(probabilities, action):
 
 def post(server, body, path="/v1/chat"):
     return httpx.post(server.url + path, json=body, timeout=120)
-
-
-def sse_events(response):
-    events = []
-    for line in response.iter_lines():
-        if line.startswith("data: "):
-            payload = line[6:]
-            events.append(payload if payload == "[DONE]" else json.loads(payload))
-    return events
 
 
 def test_health_models_presets(embedded):

@@ -363,3 +363,26 @@ def test_without_open_questions_a_single_reading_item_shows_an_answer_not_a_ques
     assert sum(r.startswith("#CLARIFY Do you mean") for r in replies) == 1
     opened = demonstrations(items[:1], [Costs(alpha=0.1, beta=0.01)], 1, seed=0, actions=(Action.CLARIFY,))
     assert opened[0][1] == "#CLARIFY What exactly would you like to know?"
+
+
+class StammeringAssistant(RuleAssistant):
+    """Offers one option twice when greedy, both when sampling."""
+
+    async def complete(self, messages, params: SamplingParams, model=None) -> Completion:
+        completion = await super().complete(messages, params, model)
+        if completion.text.startswith("#CLARIFY") and not params.temperature:
+            return replace(completion, text="#CLARIFY The short or the short?")
+        return completion
+
+
+def test_a_question_offering_one_option_twice_is_drawn_again_when_asked_to():
+    episodes = {}
+    for redraws in (0, 4):
+        engine = StammeringAssistant()
+        episodes[redraws] = asyncio.run(play_episodes(
+            engine, ReferenceSimulator(), [spec(Action.CLARIFY)], SamplingParams(), 1,
+            redraws=redraws))[0]
+    assert episodes[0].turns[1]["content"] == "The short or the short?" and not episodes[0].extra
+    assert episodes[4].turns[1]["content"] == "The short or the series?"
+    assert episodes[4].extra["redrawn"] == [{"question": "The short or the short?", "replaced": True}]
+    assert episodes[4].engine_tokens == episodes[0].engine_tokens + 4 * 5

@@ -1,0 +1,70 @@
+"""Which clarifying questions offer one option twice (policy/questions.py)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from askwise.policy.actions import parse_action
+from askwise.policy.engines.base import Completion
+from askwise.policy.questions import needs_redraw, options_repeat
+
+# Written by the shipped policy on dev-selection and dev-test.
+REPEATING = [
+    "Do you mean in the heart or in the heart?",
+    "Do you mean 2003, 2014 or 2014?",
+    "Do you mean on October 2, 1975 or on October 2, 1975?",
+    "Do you mean at Wembley Stadium, at Wembley Stadium, at John F. Kennedy stadium or at John F. Kennedy stadium?",
+    "Do you mean 1989, 1989, 1989, 1989, 1989, 1",
+    "Do you mean 1986 FIFA World Cup or 1986 FIFA World Cup Cup?",
+    "Is it the film or the film?",
+]
+DISTINCT = [
+    "Do you mean the 2016 Copa América or the 2015 Copa América?",
+    "Do you mean 11 or 18 May 1974?",
+    "Do you mean on October 2, 1975 or on October 3, 1975?",
+    "Do you mean the World Cup or the Women's World Cup?",
+    "Do you mean 2018, 1962 or 1953?",
+    "Do you mean the Confederate Army of the Potomac or the Union Army of the Potomac?",
+    "Which year do you mean?",
+    "Do you mean the song?",
+]
+
+
+@pytest.mark.parametrize("question", REPEATING)
+def test_repeating_options_are_found(question):
+    assert options_repeat(question)
+
+
+@pytest.mark.parametrize("question", DISTINCT)
+def test_distinct_options_pass(question):
+    assert not options_repeat(question)
+
+
+words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=2, max_size=8).filter(
+    lambda w: w not in {"or", "the", "an", "of", "in", "on", "at", "to", "for", "by", "from",
+                        "with", "and", "as"})
+
+
+@given(st.lists(words, min_size=1, max_size=4))
+def test_any_option_offered_twice_repeats(option_words):
+    option = " ".join(option_words)
+    assert options_repeat(f"Do you mean {option} or {option}?")
+
+
+def completed(text: str, finish_reason: str = "stop"):
+    return parse_action(text), Completion(text, 10, 10, finish_reason)
+
+
+def test_only_questions_are_redrawn():
+    assert needs_redraw(*completed("#CLARIFY Do you mean 2014 or 2014?"))
+    assert not needs_redraw(*completed("#ANSWER 2014 or 2014"))
+    assert not needs_redraw(*completed("#CLARIFY Do you mean 2014 or 2018?"))
+
+
+def test_a_question_cut_off_at_the_token_limit_is_redrawn():
+    # Seen on dev-test: an enumeration whose options all differ, still going at the limit.
+    looping = "#CLARIFY Do you mean 1985, 1986, 1987, 1988, 1989, 1990"
+    assert not options_repeat(looping)
+    assert needs_redraw(*completed(looping, "length"))
+    assert not needs_redraw(*completed(looping.replace(", 1986, 1987, 1988, 1989,", " or") + "?"))
+    assert not needs_redraw(*completed("#ANSWER 1985, 1986, 1987", "length"))
