@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,11 +67,15 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
 def run_eval(args: argparse.Namespace) -> int:
     from askwise.cli import exit_on_sigterm
 
-    from .evaluate import evaluate
+    from .evaluate import IncompleteEvaluation, evaluate
 
     exit_on_sigterm()
     config = eval_config(args)
-    summary = evaluate(config)
+    try:
+        summary = evaluate(config)
+    except IncompleteEvaluation as exc:
+        print(f"askwise: {exc}", file=sys.stderr)
+        return 1
     print((config.output_dir / "eval.md").read_text())
     print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
     return 0

@@ -155,6 +155,21 @@ def saved_episodes(out: Path, runs: dict[str, list[EpisodeSpec]]) -> dict[str, l
     return results
 
 
+class IncompleteEvaluation(RuntimeError):
+    """Some episodes did not play (the backend failed on them), and every table pairs items."""
+
+
+def require_every_episode(runs: dict[str, list[EpisodeSpec]], results: dict[str, list[Episode]]
+                          ) -> None:
+    missing = {name: len(specs) - len(results[name]) for name, specs in runs.items()
+               if len(results[name]) < len(specs)}
+    if missing:
+        counts = ", ".join(f"{n} of {len(runs[name])} {name}" for name, n in missing.items())
+        raise IncompleteEvaluation(
+            f"{counts} episodes did not play (the failures are above); rerun the same command: "
+            "it plays only those, then writes the report")
+
+
 async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
                        runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]]:
     params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
@@ -174,6 +189,7 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
                 engine, simulator, specs, params, config.max_questions,
                 concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name,
                 redraws=config.question_redraws)
+        require_every_episode(runs, results)
         return results
 
 

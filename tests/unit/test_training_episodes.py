@@ -9,6 +9,8 @@ import json
 from collections import Counter
 from dataclasses import replace
 
+import pytest
+
 from askwise.policy import Action, Costs, parse_action
 from askwise.policy import Interpretation as Reading
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
@@ -133,6 +135,16 @@ def test_a_finished_evaluation_is_rebuilt_from_its_saved_episodes(tmp_path):
     assert saved_episodes(tmp_path, {"policy": specs}) is None  # one is missing: play it
     saved = saved_episodes(tmp_path, {"policy": specs[:2]})
     assert [e.key for e in saved["policy"]] == [s.key for s in specs[:2]]
+
+
+def test_an_evaluation_with_episodes_missing_stops_before_its_report():
+    from askwise.training.evaluate import IncompleteEvaluation, require_every_episode
+
+    specs = [spec(a, sample=k) for k, a in enumerate(Action)]
+    played = asyncio.run(play_episodes(RuleAssistant(), ReferenceSimulator(), specs, SamplingParams(), 1))
+    require_every_episode({"policy": specs}, {"policy": played})
+    with pytest.raises(IncompleteEvaluation, match="1 of 3 policy episodes did not play"):
+        require_every_episode({"policy": specs}, {"policy": played[:2]})
 
 
 def test_relabelling_picks_the_action_whose_group_pays_most_at_each_cost():
