@@ -84,12 +84,12 @@ class Settings(BaseSettings):
     max_questions: int = Field(1, ge=0, le=10, description="Clarifying questions allowed in a row "
                                "before the policy must answer (the shipped policy was trained "
                                "with 1: askwise train --max-questions).")
-    question_redraws: int = Field(0, ge=0, le=16, description="When a clarifying question "
-                                  "offers one option twice (\"in the heart or in the heart?\") or "
-                                  "is cut off at the token limit, draw this many again and ask "
-                                  f"the first that is whole and whose options differ ({DEFAULT_REDRAWS} "
-                                  "is the measured setting); 0 asks every question as decoded. A "
-                                  "streamed question then arrives whole, once checked.")
+    question_redraws: int = Field(DEFAULT_REDRAWS, ge=0, le=16, description="When a clarifying "
+                                  "question offers one option twice (\"in the heart or in the "
+                                  "heart?\") or is cut off at the token limit, draw this many "
+                                  "again and ask the first that is whole and whose options "
+                                  "differ; 0 asks every question as decoded. A streamed question "
+                                  "then arrives whole, once checked.")
     action_probabilities: bool = Field(True, description="Report the policy's probability of "
                                        "each action in every response (over an OpenAI backend, "
                                        "from the reply's token logprobs, which it then asks for).")

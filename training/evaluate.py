@@ -88,10 +88,10 @@ class EvalConfig(BaseModel):
     seed: int = Field(0, description="Seeds documents and intents.")
     max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
     max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
-    question_redraws: int = Field(0, ge=0, description="Samples drawn when a question offers "
-                                  "one option twice or is cut off at the token limit, as "
-                                  f"`askwise serve --question-redraws` does ({DEFAULT_REDRAWS} is the "
-                                  "measured setting; 0 keeps every greedy question).")
+    question_redraws: int = Field(DEFAULT_REDRAWS, ge=0, description="Samples drawn when a "
+                                  "question offers one option twice or is cut off at the token "
+                                  "limit, as `askwise serve` does (0: keep every greedy "
+                                  "question).")
     simulator: Literal["literal", "reference", "llm"] = Field(
         "literal", description="The user: literal (answers only what is asked), reference (the "
         "earlier game's user, who states its intent whatever it is asked) or llm (--user-model).")

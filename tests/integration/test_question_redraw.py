@@ -67,9 +67,9 @@ def test_a_question_that_keeps_repeating_stands(redrawing):
     assert metric(redrawing.url, 'askwise_question_redraws_total{outcome="kept"}') == before + 1
 
 
-def test_redraws_are_off_unless_asked_for(misbehaving_backend, logs):
+def test_redraws_can_be_turned_off(misbehaving_backend, logs):
     server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
-                     "--model", "stammerer")
+                     "--model", "stammerer", "--question-redraws", "0")
     try:
         assert chat(server, seed=1)["message"] == "Do you mean 2014 or 2014?"
     finally:
