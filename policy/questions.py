@@ -82,19 +82,31 @@ class Redraw:
 
 async def redraw_question(engine: Engine, messages: ChatMessages, params: SamplingParams,
                           model: str | None = None, draws: int = DEFAULT_REDRAWS) -> Redraw:
-    """Sample `draws` clarifying questions for `messages` at once and keep the first that is
-    `askable`. Each draw has a seed of its own when `params` has one, so a seeded
-    request stays reproducible."""
+    """Sample `draws` clarifying questions for `messages` at once and keep the first, in draw
+    order, that is `askable`. Each draw has a seed of its own when `params` has one, so a
+    seeded request stays reproducible.
+
+    The draws after the chosen one are cancelled rather than awaited: a draw that loops runs
+    to the token limit, and the request need not wait for it. Their tokens, never finished,
+    are not counted."""
     base = replace(params, temperature=REDRAW_TEMPERATURE, top_p=1.0,
                    allowed_prefixes=(ACTION_PREFIXES[Action.CLARIFY],),
                    regex=action_regex((Action.CLARIFY,)) if params.regex else None,
                    prefix_probabilities=False)
     seeds = [None if params.seed is None else params.seed + 104729 * (k + 1) for k in range(draws)]
-    completions = await asyncio.gather(*(engine.complete(messages, replace(base, seed=s), model)
-                                         for s in seeds))
-    tokens = sum(c.completion_tokens for c in completions)
-    for completion in completions:
-        parsed = parse_action(completion.text)
-        if askable(parsed, completion):
-            return Redraw(parsed, completion, tokens)
-    return Redraw(None, None, tokens)
+    tasks = [asyncio.ensure_future(engine.complete(messages, replace(base, seed=s), model))
+             for s in seeds]
+    tokens = 0
+    try:
+        for task in tasks:
+            completion = await task
+            tokens += completion.completion_tokens
+            parsed = parse_action(completion.text)
+            if askable(parsed, completion):
+                return Redraw(parsed, completion, tokens)
+        return Redraw(None, None, tokens)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # Let each cancelled draw unwind (an engine frees its slot) before the reply goes out.
+        await asyncio.gather(*tasks, return_exceptions=True)

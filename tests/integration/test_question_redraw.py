@@ -56,8 +56,9 @@ def test_openai_endpoint_redraws_too(redrawing):
     client = openai.OpenAI(base_url=redrawing.url + "/v1", api_key="unused")
     completion = client.chat.completions.create(model="stammerer", messages=QUESTION, seed=1)
     assert "2014 or 2014" not in completion.choices[0].message.content
-    # The usage counts every draw: the first reply and four redraws of 4 tokens each.
-    assert completion.usage.completion_tokens == 20
+    # The usage counts the first reply and the draws up to the one asked (the second), 4
+    # tokens each; the draws after it are cancelled.
+    assert completion.usage.completion_tokens == 12
 
 
 def test_a_question_that_keeps_repeating_stands(redrawing):

@@ -1,12 +1,14 @@
 """Which clarifying questions offer one option twice (policy/questions.py)."""
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from askwise.policy.actions import parse_action
-from askwise.policy.engines.base import Completion
-from askwise.policy.questions import needs_redraw, options_repeat
+from askwise.policy.engines.base import Completion, SamplingParams
+from askwise.policy.questions import needs_redraw, options_repeat, redraw_question
 
 # Written by the shipped policy on dev-selection and dev-test.
 REPEATING = [
@@ -68,3 +70,32 @@ def test_a_question_cut_off_at_the_token_limit_is_redrawn():
     assert needs_redraw(*completed(looping, "length"))
     assert not needs_redraw(*completed(looping.replace(", 1986, 1987, 1988, 1989,", " or") + "?"))
     assert not needs_redraw(*completed("#ANSWER 1985, 1986, 1987", "length"))
+
+
+class LoopingDraws:
+    """Draw k answers after k earlier draws: draw 0 repeats an option, draw 1 is whole, and
+    every later draw loops forever (as one cut off only at a far token limit would)."""
+
+    def __init__(self):
+        self.cancelled = 0
+
+    async def complete(self, messages, params, model=None):
+        draw = (params.seed - 1) // 104729 - 1
+        if draw == 0:
+            return Completion("#CLARIFY Do you mean 2014 or 2014?", 3, 6, "stop")
+        if draw == 1:
+            return Completion("#CLARIFY Do you mean 2014 or 2018?", 3, 6, "stop")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+def test_the_first_askable_draw_is_asked_without_waiting_for_the_rest():
+    engine = LoopingDraws()
+    redraw = asyncio.run(asyncio.wait_for(
+        redraw_question(engine, [], SamplingParams(seed=1), draws=8), timeout=10))
+    assert redraw.parsed.message == "Do you mean 2014 or 2018?"
+    assert redraw.completion_tokens == 12  # the two draws that finished
+    assert engine.cancelled == 6

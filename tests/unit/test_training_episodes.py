@@ -397,4 +397,5 @@ def test_a_question_offering_one_option_twice_is_drawn_again_when_asked_to():
     assert episodes[0].turns[1]["content"] == "The short or the short?" and not episodes[0].extra
     assert episodes[4].turns[1]["content"] == "The short or the series?"
     assert episodes[4].extra["redrawn"] == [{"question": "The short or the short?", "replaced": True}]
-    assert episodes[4].engine_tokens == episodes[0].engine_tokens + 4 * 5
+    # the first draw is asked, the other three are cancelled: one draw of 5 tokens is paid
+    assert episodes[4].engine_tokens == episodes[0].engine_tokens + 5
