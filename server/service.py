@@ -253,7 +253,8 @@ class ChatService:
         return await self._checked(prepared, Reply(parse_action(completion.text), completion))
 
     async def _checked(self, prepared: Prepared, reply: Reply) -> Reply:
-        """The reply, with a question whose options repeat drawn again (policy/questions.py).
+        """The reply, with a question nobody can answer (an option twice, or cut off at the
+        token limit) drawn again (policy/questions.py).
 
         A backend failure during the redraw keeps the original question: the request had a
         reply already, and a worse question beats an error.
@@ -292,7 +293,7 @@ class ChatService:
     async def _events(self, chunk, chunks, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
         parser = ActionStreamParser()
         announced = False
-        # A question is held until it is whole: one whose options repeat is drawn again.
+        # A question is held until it is whole: one nobody can answer is drawn again.
         holding = False
         try:
             while chunk is not None:

@@ -271,7 +271,7 @@ async def play_episodes(engine: Engine, simulator: UserSimulator, specs: list[Ep
                         concurrency: int = 32, out: Path | None = None, desc: str = "episodes",
                         redraws: int = 0) -> list[Episode]:
     """Play `specs` concurrently; with `out`, resume from and append to that JSONL file.
-    With `redraws`, a question whose options repeat is drawn again (`policy.questions`)."""
+    With `redraws`, a question nobody can answer is drawn again (`policy.questions`)."""
     return await _run_all(engine, simulator, specs, params, max_questions, model, concurrency,
                           out, desc, redraws)
 
