@@ -23,7 +23,7 @@ from .data import Item
 from .passages import contains_query
 
 # words that say nothing about the topic: question words, auxiliaries, determiners
-_FUNCTION_WORDS = set("""who whom what which when where why how is was are were do does did has have
+FUNCTION_WORDS = frozenset("""who whom what which when where why how is was are were do does did has have
 had be been will can could would should of in on at to for by from with and or a an the that this
 these those it its as s""".split())
 ABOUT_QUERY = 0.6
@@ -45,7 +45,7 @@ def oriented(value: float | None) -> float | None:
 
 
 def _content(text: str) -> set[str]:
-    return {w for w in normalize_answer(text).split() if w not in _FUNCTION_WORDS}
+    return {w for w in normalize_answer(text).split() if w not in FUNCTION_WORDS}
 
 
 def longest_query_run(item: Item) -> float:

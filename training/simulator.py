@@ -39,6 +39,7 @@ from askwise.policy import normalize_answer, token_f1
 from askwise.policy.engines.base import Engine, SamplingParams
 
 from .data import Item
+from .leakcheck import FUNCTION_WORDS
 
 
 class UserSimulator(Protocol):
@@ -61,10 +62,9 @@ def closest_reading(intent_question: str, readings: tuple[Reading, ...]) -> Read
 
 CORRECTION_WORDS = 4
 # words that name nothing: question words, auxiliaries, determiners, pronouns
-_FUNCTION_WORDS = set("""who whom what which when where why how is was are were do does did has have had
-be been being will can could would should of in on at to for by from with and or a an the that this these
-those it its as s you your i me my mean exactly like want know about one any than their there they them
-his her not only just also very more most other""".split())
+# the leak check's topic-free words, plus those a clarifying exchange adds around a reading
+_FUNCTION_WORDS = FUNCTION_WORDS | set("""being you your i me my mean exactly like want know about one any
+than their there they them his her not only just also very more most other""".split())
 
 
 def _tokens(text: str) -> list[str]:
