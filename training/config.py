@@ -100,6 +100,10 @@ class TrainConfig(BaseModel):
         "common ones); random draws them uniformly (each action keeps its share).")
     min_reward: float | None = Field(None, description="Drop kept episodes whose action's mean "
                                      "reward is below this.")
+    action_values: Literal["item", "readings"] = Field(
+        "item", description="Which items an action's value is averaged over before the best "
+        "action is picked: each item's own episodes, or every item with the same number of "
+        "readings (improve.py says why).")
 
     # fine-tune
     lora: bool = Field(True, description="LoRA via peft (--no-lora: full fine-tuning).")

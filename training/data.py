@@ -151,6 +151,11 @@ def grounded_documents(item: Item, pool: tuple[Item, ...] | list[Item], seed: in
     return Item(item.id, item.query, item.interpretations, tuple(Document(d) for d in docs))
 
 
+def readings(item: Item) -> int:
+    """How ambiguous an item is, in classes: 1, 2, 3, or 4 for 4 or more readings."""
+    return min(len(item.interpretations), 4)
+
+
 def sample_intent(item: Item, rng: random.Random) -> int:
     """Index of the user's real intent, drawn from the interpretations' probabilities."""
     weights = [r.probability for r in item.interpretations]

@@ -51,7 +51,7 @@ from askwise.policy.engines.base import SamplingParams
 from askwise.policy.questions import DEFAULT_REDRAWS
 
 from .config import TRAIN_ALPHAS, TRAIN_BETAS
-from .data import SPLITS, Item, item_rng, load_ambigqa, sample_intent
+from .data import SPLITS, Item, item_rng, load_ambigqa, readings, sample_intent
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes
 from .leakcheck import leak_report
 from .quality import awareness, list_quality, question_quality, steering
@@ -252,11 +252,6 @@ def action_rates(chosen: dict[str, str]) -> dict[str, float]:
     n = max(1, len(chosen))
     return {"clarify_rate": sum(FIXED[c] is Action.CLARIFY for c in chosen.values()) / n,
             "multi_rate": sum(FIXED[c] is Action.MULTI_ANSWER for c in chosen.values()) / n}
-
-
-def readings(item: Item) -> int:
-    """How ambiguous an item is, in the readings rule's classes: 1, 2, 3, or 4 for 4 or more."""
-    return min(len(item.interpretations), 4)
 
 
 def readings_rule(fixed: dict[str, dict[str, float]], items: dict[str, Item]) -> dict:

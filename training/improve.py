@@ -12,6 +12,16 @@ to learn for that item at those costs; within it the highest-reward episode is k
 by a group mean rather than by the single best episode stops a lucky `#ANSWER` (right intent
 by chance) from beating a question that is right every time.
 
+With `pool="readings"` the group means are pooled further, over the items with the same
+number of readings (`data.readings`): per cost pair, every item of a class learns the action
+with the best mean over the class, from its own best episode of that action. Four samples
+per item are a noisy estimate of what asking earns on that item, and the policy cannot see
+which ambiguous query a question will pay on; it can see whether a query is ambiguous. Per-
+item labels then teach it to ask on some ambiguous queries and not on others that look the
+same, so it asks less than asking on every ambiguous query would pay (the readings rule of
+evaluate.py). The class labels teach that rule; the policy still has to find the ambiguity
+in the documents.
+
 `examples_per_item` cost pairs per item go to fine-tuning. `balanced` picks them so that the
 item's different best actions all appear: the same documents and query with different costs
 and different actions is exactly the contrast the policy has to learn. That also makes a best
@@ -24,10 +34,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
 from askwise.policy import Action, Costs
 
-from .data import Item, item_rng
+from .data import Item, item_rng, readings
 from .episodes import Episode, assistant_examples
 
 ACTION_ORDER = (Action.ANSWER, Action.CLARIFY, Action.MULTI_ANSWER)  # tie-break: cheapest first
@@ -58,18 +69,37 @@ def best_choice(episodes: list[Episode], item: Item, costs: Costs) -> Choice:
 
 
 def improve(items: list[Item], episodes: list[Episode], grid: list[Costs],
-            min_reward: float | None = None) -> list[Choice]:
+            min_reward: float | None = None, pool: Literal["item", "readings"] = "item") -> list[Choice]:
     by_item: dict[str, list[Episode]] = defaultdict(list)
     for episode in episodes:
         by_item[episode.item_id].append(episode)
+    played = [item for item in items if by_item[item.id]]
+    choices = []
+    for costs in grid:
+        if pool == "readings":
+            cell = pooled_choices(played, by_item, costs)
+        else:
+            cell = [best_choice(by_item[item.id], item, costs) for item in played]
+        choices += [c for c in cell if min_reward is None or c.value >= min_reward]
+    return choices
+
+
+def pooled_choices(items: list[Item], by_item: dict[str, list[Episode]], costs: Costs) -> list[Choice]:
+    """One choice per item: of the actions it has episodes of, the one whose group value
+    has the best mean over the items with its number of readings; the item's own best
+    episode of that action."""
+    values = {item.id: action_values(by_item[item.id], item, costs) for item in items}
+    sums: dict[tuple[int, Action], list[float]] = defaultdict(list)
+    for item in items:
+        for action, value in values[item.id].items():
+            sums[readings(item), action].append(value)
+    means = {key: sum(v) / len(v) for key, v in sums.items()}
     choices = []
     for item in items:
-        if not by_item[item.id]:
-            continue
-        for costs in grid:
-            choice = best_choice(by_item[item.id], item, costs)
-            if min_reward is None or choice.value >= min_reward:
-                choices.append(choice)
+        action = max(values[item.id], key=lambda a: (means[readings(item), a], -ACTION_ORDER.index(a)))
+        best = max((e for e in by_item[item.id] if e.first_action is action),
+                   key=lambda e: e.outcome(item).reward(costs))
+        choices.append(Choice(item.id, costs, action, means[readings(item), action], best))
     return choices
 
 

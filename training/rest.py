@@ -158,7 +158,7 @@ def _grow_and_improve(config: TrainConfig, state, items: list[Item], base: Path,
     episodes = [e for e in load_episodes(folder / "episodes.jsonl") if e.key in keys]
     grow_s = time.monotonic() - started
     fresh = len(keys - played)
-    choices = improve(items, episodes, grid, config.min_reward)
+    choices = improve(items, episodes, grid, config.min_reward, config.action_values)
     kept = select_for_training(choices, config.examples_per_item or len(grid), config.seed + iteration,
                                balanced=config.example_selection == "balanced")
     examples = training_examples(kept, {item.id: item for item in items}, config.max_questions)

@@ -399,3 +399,20 @@ def test_a_question_offering_one_option_twice_is_drawn_again_when_asked_to():
     assert episodes[4].extra["redrawn"] == [{"question": "The short or the short?", "replaced": True}]
     # the first draw is asked, the other three are cancelled: one draw of 5 tokens is paid
     assert episodes[4].engine_tokens == episodes[0].engine_tokens + 5
+
+
+def test_pooled_relabelling_gives_every_item_of_a_class_the_classs_best_action():
+    # two items with the same two readings: asking pays on one, answering on the other
+    other = Item("other", ITEM.query, ITEM.interpretations, ITEM.documents)
+    specs = [spec(a, intent=k % 2, sample=k) for k, a in enumerate(list(Action) * 2)]
+    mine, _ = play(specs)
+    theirs = [replace(e, item_id=other.id, f1_by_intent=(1.0, 1.0) if e.first_action is Action.ANSWER
+                      else e.f1_by_intent, f1=1.0 if e.first_action is Action.ANSWER else e.f1)
+              for e in mine]
+    costs = Costs(alpha=0.1, beta=0.001)
+    per_item = {c.item_id: c.action for c in improve([ITEM, other], mine + theirs, [costs])}
+    assert per_item == {ITEM.id: Action.MULTI_ANSWER, other.id: Action.ANSWER}
+    pooled = improve([ITEM, other], mine + theirs, [costs], pool="readings")
+    assert len({c.action for c in pooled}) == 1 and len({c.value for c in pooled}) == 1
+    for choice in pooled:  # each item keeps its own episode of the shared action
+        assert choice.episode.item_id == choice.item_id and choice.episode.first_action is choice.action
