@@ -60,8 +60,11 @@ def action_values(episodes: list[Episode], item: Item, costs: Costs) -> dict[Act
     return {action: sum(r) / len(r) for action, r in groups.items()}
 
 
-def best_choice(episodes: list[Episode], item: Item, costs: Costs) -> Choice:
-    values = action_values(episodes, item, costs)
+def best_choice(episodes: list[Episode], item: Item, costs: Costs,
+                values: dict[Action, float] | None = None) -> Choice:
+    """The action with the best value (by default the item's own `action_values`) and the
+    item's best episode of it."""
+    values = action_values(episodes, item, costs) if values is None else values
     action = max(values, key=lambda a: (values[a], -ACTION_ORDER.index(a)))
     best = max((e for e in episodes if e.first_action is action),
                key=lambda e: e.outcome(item).reward(costs))
@@ -94,13 +97,8 @@ def pooled_choices(items: list[Item], by_item: dict[str, list[Episode]], costs: 
         for action, value in values[item.id].items():
             sums[readings(item), action].append(value)
     means = {key: sum(v) / len(v) for key, v in sums.items()}
-    choices = []
-    for item in items:
-        action = max(values[item.id], key=lambda a: (means[readings(item), a], -ACTION_ORDER.index(a)))
-        best = max((e for e in by_item[item.id] if e.first_action is action),
-                   key=lambda e: e.outcome(item).reward(costs))
-        choices.append(Choice(item.id, costs, action, means[readings(item), action], best))
-    return choices
+    return [best_choice(by_item[item.id], item, costs,
+                        {a: means[readings(item), a] for a in values[item.id]}) for item in items]
 
 
 def select_for_training(choices: list[Choice], per_item: int, seed: int,
