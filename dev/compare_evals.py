@@ -2,11 +2,13 @@
 
     python dev/compare_evals.py runs/eval-new runs/eval-old
 
-Both folders must come from `askwise eval` with the same dataset, items, grid and seed (the
-intents are drawn from the seed, so the same item meets the same intent in both). For every
-cell it prints the mean per-item reward difference (first minus second) and its standard
-error, then how many cells the first is ahead in, and ahead or behind by more than twice the
-SE: the test `askwise eval` uses against baselines.
+Both folders must come from `askwise eval` with the same dataset, items and seed (the
+intents are drawn per item from the seed, so the same item meets the same intent in every
+cell of both). Their grids may differ: the cells both hold are paired (a candidate evaluated
+on two rows pairs with the shipped policy's full grid). For every such cell it prints the
+mean per-item reward difference (first minus second) and its standard error, then how
+many cells the first is ahead in, and ahead or behind by more than twice the SE: the test
+`askwise eval` uses against baselines.
 
 The episodes may be plain (`episodes-policy.jsonl`, a run folder) or gzipped (`.jsonl.gz`,
 as a shipped adapter's `eval/` folder commits them), so a candidate pairs with the shipped
@@ -29,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     configs = [EvalConfig.model_validate(json.loads((d / "eval_config.json").read_text()))
                for d in (args.first, args.second)]
-    keys = ("dataset", "split", "items", "setting", "alphas", "betas", "seed")
+    keys = ("dataset", "split", "items", "setting", "seed")
     if any(getattr(configs[0], k) != getattr(configs[1], k) for k in keys):
         parser.error(f"the two evaluations differ in one of {keys}: nothing to pair")
     paths = [policy_episodes(d) for d in (args.first, args.second)]
@@ -40,9 +42,15 @@ def main() -> None:
     # A folder may hold episodes of items beyond its config's (an evaluation resumed with
     # fewer --items keeps what the longer run played); only the config's items pair.
     episodes = [[e for e in load_episodes(path) if e.item_id in items] for path in paths]
+    grids = [config.grid() for config in configs]
+    shared = [costs for costs in grids[0] if costs in grids[1]]
+    if not shared:
+        parser.error("the two evaluations share no cell")
     ahead = ahead_2se = behind_2se = 0
-    for index, costs in enumerate(configs[0].grid()):
-        first, second = (item_rewards([e for e in eps if e.sample == index], items, costs) for eps in episodes)
+    for costs in shared:
+        # An episode's sample is its cell's index in its own evaluation's grid.
+        first, second = (item_rewards([e for e in eps if e.sample == grid.index(costs)], items, costs)
+                         for eps, grid in zip(episodes, grids))
         diff = paired_difference(first, second)
         if diff is None:
             parser.error(f"cell {costs} holds fewer than two paired items")
@@ -51,7 +59,7 @@ def main() -> None:
         ahead_2se += beats(first, second)
         behind_2se += beats(second, first)
         print(f"alpha={costs.alpha:g} beta={costs.beta:g}: {mean:+.3f} (SE {se:.3f})")
-    cells = len(configs[0].grid())
+    cells = len(shared)
     print(f"first ahead in {ahead} of {cells} cells; by more than 2 SE in {ahead_2se}; "
           f"behind by more than 2 SE in {behind_2se}")
 
@@ -67,12 +75,15 @@ def policy_episodes(folder: Path) -> Path | None:
 def unpaired(first: Path, second: Path) -> None:
     cells = [json.loads((d / "eval.json").read_text())["cells"] for d in (first, second)]
     print("episodes not on disk: unpaired differences of the cells' mean rewards, no SE")
+    theirs = {(c["alpha"], c["beta"]): c for c in cells[1]}
+    pairs = [(mine, theirs[mine["alpha"], mine["beta"]]) for mine in cells[0]
+             if (mine["alpha"], mine["beta"]) in theirs]
     ahead = 0
-    for mine, theirs in zip(*cells):
-        diff = mine["policy"]["reward"] - theirs["policy"]["reward"]
+    for mine, other in pairs:
+        diff = mine["policy"]["reward"] - other["policy"]["reward"]
         ahead += diff > 0
         print(f"alpha={mine['alpha']:g} beta={mine['beta']:g}: {diff:+.3f}")
-    print(f"first ahead in {ahead} of {len(cells[0])} cells")
+    print(f"first ahead in {ahead} of {len(pairs)} cells")
 
 
 if __name__ == "__main__":
