@@ -2,7 +2,7 @@
 its first action as the decider does and then wrote what the replier writes for that action.
 
     python dev/decision_splice.py runs/eval-cand policy/trained/<adapter>/eval/<split> \\
-        --replier policy/trained/<adapter> --output-dir runs/splice
+        --replier-adapter policy/trained/<adapter> --output-dir runs/splice
 
 Both folders are `askwise eval` runs on the same items, grid and seed (the decider's is the
 candidate's, the replier's is the replier's own evaluation). Where the two first actions
@@ -46,19 +46,26 @@ def main() -> None:
                         "whose first actions agree, and count how many come out identical (the "
                         "premise above)")
     args = parser.parse_args()
-    config = EvalConfig.model_validate(json.loads((args.replier / "eval_config.json").read_text()))
+    if args.check < 0:
+        parser.error("--check counts episodes: 0 or more")
+    config, decider_config = (EvalConfig.model_validate(json.loads((d / "eval_config.json").read_text()))
+                              for d in (args.replier, args.decider))
+    keys = ("dataset", "split", "items", "setting", "alphas", "betas", "seed", "max_questions")
+    if any(getattr(config, k) != getattr(decider_config, k) for k in keys):
+        parser.error(f"the two evaluations differ in one of {keys}: their episodes do not pair")
     items = load_items(config)
     specs = {s.key: s for s in eval_specs(items, config.grid(), config.seed)}
     decided = {e.key: e.first_action for e in load_episodes(policy_episodes(args.decider))}
     replied = {e.key: e for e in load_episodes(policy_episodes(args.replier))}
     missing = [k for k in specs if k not in decided or k not in replied]
     if missing:
-        parser.error(f"{len(missing)} episodes are in neither folder, e.g. {missing[0]}")
+        parser.error(f"{len(missing)} episodes are missing from one of the folders, e.g. {missing[0]}")
     replay = [replace(specs[k], forced=decided[k]) for k in specs if decided[k] is not replied[k].first_action]
     print(f"{len(replay)} of {len(specs)} first actions differ: "
           f"{ {a.value: sum(s.forced is a for s in replay) for a in Action} }")
     agree = [k for k in specs if decided[k] is replied[k].first_action]
-    checks = [replace(specs[k], forced=decided[k]) for k in agree[::max(1, len(agree) // args.check)][:args.check]]
+    step = max(1, len(agree) // max(1, args.check))
+    checks = [replace(specs[k], forced=decided[k]) for k in agree[::step][:args.check]]
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     played = {e.key: e for e in asyncio.run(_play(config, args.replier_adapter, replay + checks,
@@ -66,7 +73,8 @@ def main() -> None:
     if any(s.key not in played for s in replay + checks):
         raise SystemExit("some episodes did not play (see above); rerun the same command")
     same = sum(played[s.key].turns == replied[s.key].turns for s in checks)
-    print(f"replayed with the replier's own first action: {same} of {len(checks)} identical")
+    if checks:
+        print(f"replayed with the replier's own first action: {same} of {len(checks)} identical")
     spliced = {**replied, **{s.key: played[s.key] for s in replay}}
     with open(out / "episodes-policy.jsonl", "w") as f:
         for key in specs:
