@@ -23,6 +23,10 @@ from .costs import Costs
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 _WORD = re.compile(r"\S+")
+# words that say nothing about the topic: question words, auxiliaries, determiners
+FUNCTION_WORDS = frozenset("""who whom what which when where why how is was are were do does did has have
+had be been will can could would should of in on at to for by from with and or a an the that this
+these those it its as s""".split())
 
 
 def normalize_answer(text: str) -> str:
@@ -30,6 +34,11 @@ def normalize_answer(text: str) -> str:
     text = text.lower().translate(_PUNCT)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
+
+
+def content_words(text: str) -> set[str]:
+    """The normalised words of `text` that are about something (not `FUNCTION_WORDS`)."""
+    return {w for w in normalize_answer(text).split() if w not in FUNCTION_WORDS}
 
 
 def token_f1(prediction: str, gold: str) -> float:

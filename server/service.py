@@ -32,7 +32,7 @@ from askwise.policy.prompt import (
     allowed_actions,
     render_prompt,
 )
-from askwise.policy.questions import needs_redraw, redraw_question
+from askwise.policy.questions import Sources, grade, needs_redraw, redraw_question
 from askwise.policy.reward import count_words, turn_cost
 
 from .admission import Admission
@@ -66,6 +66,7 @@ class Prepared:
     preset: str
     model: str
     target: dict[str, float] | None = None
+    sources: Sources | None = None  # what a question's options are checked against
 
 
 @dataclass
@@ -188,7 +189,9 @@ class ChatService:
         )
         messages = render_prompt(request.turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)
-        return Prepared(messages, params, costs, preset, model, target)
+        sources = Sources(" ".join(t.content for t in request.turns if t.role == "user"),
+                          tuple(request.documents))
+        return Prepared(messages, params, costs, preset, model, target, sources)
 
     def _solve(self, target: dict[str, float]) -> Costs:
         """The costs the calibration gives for `target`, worked out once per target."""
@@ -253,18 +256,19 @@ class ChatService:
         return await self._checked(prepared, Reply(parse_action(completion.text), completion))
 
     async def _checked(self, prepared: Prepared, reply: Reply) -> Reply:
-        """The reply, with a question nobody can answer (an option twice, or cut off at the
-        token limit) drawn again (policy/questions.py).
+        """The reply, with a question nobody can answer (an option twice, cut off at the token
+        limit, or options the documents do not tell apart) drawn again (policy/questions.py).
 
         A backend failure during the redraw keeps the original question: the request had a
         reply already, and a worse question beats an error.
         """
-        draws = self.settings.question_redraws
-        if not draws or not needs_redraw(reply.parsed, reply.completion):
+        draws, sources = self.settings.question_redraws, prepared.sources
+        if not draws or not needs_redraw(reply.parsed, reply.completion, sources):
             return reply
         try:
             redraw = await redraw_question(self.engine, prepared.messages, prepared.params,
-                                           prepared.model, draws)
+                                           prepared.model, draws, sources,
+                                           grade(reply.parsed, reply.completion, sources))
         except EngineError as exc:
             self.metrics.backend_errors.labels(exc.code).inc()
             self.metrics.redraws.labels("kept").inc()

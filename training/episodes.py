@@ -44,7 +44,7 @@ from askwise.policy import (
     render_prompt,
 )
 from askwise.policy.engines.base import Engine, EngineError, SamplingParams
-from askwise.policy.questions import needs_redraw, redraw_question
+from askwise.policy.questions import Sources, grade, needs_redraw, redraw_question
 
 from .data import Item, item_rng
 from .simulator import UserSimulator
@@ -143,8 +143,10 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
         completion = await engine.complete(messages, turn_params, model)
         tokens += completion.completion_tokens
         parsed = parse_action(completion.text)
-        if redraws and Action.CLARIFY in allowed and needs_redraw(parsed, completion):
-            redraw = await redraw_question(engine, messages, turn_params, model, redraws)
+        sources = Sources(" ".join(t.content for t in turns if t.role == "user"), item.documents)
+        if redraws and Action.CLARIFY in allowed and needs_redraw(parsed, completion, sources):
+            redraw = await redraw_question(engine, messages, turn_params, model, redraws, sources,
+                                           grade(parsed, completion, sources))
             tokens += redraw.completion_tokens
             extra.setdefault("redrawn", []).append(
                 {"question": parsed.message, "replaced": redraw.parsed is not None})

@@ -17,15 +17,11 @@ And the signal a real retriever also gives, reported beside them:
 
 from __future__ import annotations
 
-from askwise.policy import normalize_answer
+from askwise.policy.reward import content_words, normalize_answer
 
 from .data import Item
 from .passages import contains_query
 
-# words that say nothing about the topic: question words, auxiliaries, determiners
-FUNCTION_WORDS = frozenset("""who whom what which when where why how is was are were do does did has have
-had be been will can could would should of in on at to for by from with and or a an the that this
-these those it its as s""".split())
 ABOUT_QUERY = 0.6
 
 
@@ -42,10 +38,6 @@ def auc(scores: list[float], labels: list[bool]) -> float | None:
 def oriented(value: float | None) -> float | None:
     """A rule may point either way ("fewer matches, more ambiguous"): the better orientation."""
     return None if value is None else max(value, 1.0 - value)
-
-
-def _content(text: str) -> set[str]:
-    return {w for w in normalize_answer(text).split() if w not in FUNCTION_WORDS}
 
 
 def longest_query_run(item: Item) -> float:
@@ -66,10 +58,10 @@ def longest_query_run(item: Item) -> float:
 
 
 def documents_about_query(item: Item) -> int:
-    wanted = _content(item.query)
+    wanted = content_words(item.query)
     if not wanted:
         return 0
-    return sum(len(wanted & _content(doc.text)) / len(wanted) >= ABOUT_QUERY for doc in item.documents)
+    return sum(len(wanted & content_words(doc.text)) / len(wanted) >= ABOUT_QUERY for doc in item.documents)
 
 
 RULES = {

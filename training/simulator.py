@@ -37,9 +37,9 @@ from typing import Protocol
 from askwise.policy import Interpretation as Reading
 from askwise.policy import normalize_answer, token_f1
 from askwise.policy.engines.base import Engine, SamplingParams
+from askwise.policy.reward import FUNCTION_WORDS
 
 from .data import Item
-from .leakcheck import FUNCTION_WORDS
 
 
 class UserSimulator(Protocol):
