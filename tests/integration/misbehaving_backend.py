@@ -7,7 +7,8 @@ tested through a whole clarification round (a question with "every" in it gets a
 multi-answer). Two more ask a question that offers one option twice when decoding greedily:
 "stammerer" offers two options when it samples with an odd seed, "stutterer" never does.
 "rambler" enumerates years until its token limit cuts it off when greedy, and asks a whole
-question when it samples.
+question when it samples. "wanderer" asks about a film and a song when greedy, and about two
+years when it samples.
 Run: python misbehaving_backend.py PORT
 """
 
@@ -21,7 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
-          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer", "rambler"]
+          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer", "rambler", "wanderer"]
 OPEN_STREAMS = 0
 OPEN_HOLDS = 0
 
@@ -81,6 +82,9 @@ async def chat(request: Request):
         text = "#CLARIFY Do you mean 2014 or 2014?"
         if model == "stammerer" and body.get("temperature") and (body.get("seed") or 0) % 2:
             text = f"#CLARIFY Do you mean 2014 or {2014 + body['seed'] % 7}?"
+    if model == "wanderer":
+        text = ("#CLARIFY Do you mean 2014 or 2018?" if body.get("temperature")
+                else "#CLARIFY Do you mean the film or the song?")
     finish = "stop"
     if model == "rambler":
         text, finish = "#CLARIFY Do you mean 1985, 1986, 1987, 1988", "length"
@@ -104,7 +108,7 @@ async def chat(request: Request):
         return StreamingResponse(slow_events(), media_type="text/event-stream")
 
     async def events():
-        if model in ("clarifier", "stammerer", "stutterer", "rambler"):
+        if model in ("clarifier", "stammerer", "stutterer", "rambler", "wanderer"):
             for piece in (text[:12], text[12:]):
                 yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]}) + "\n\n"
             yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {},

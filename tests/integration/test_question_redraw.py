@@ -3,7 +3,8 @@
 The gateway runs against the scripted backend: its "stammerer" asks "Do you mean 2014 or
 2014?" when decoding greedily and offers two years when it samples with an odd seed; its
 "stutterer" repeats itself whatever it is asked; "rambler" is cut off at its token limit
-when greedy.
+when greedy; "wanderer" asks about a film and a song when greedy and about two years when it
+samples.
 """
 
 import httpx
@@ -81,3 +82,19 @@ def test_a_question_cut_off_at_the_token_limit_is_drawn_again(redrawing):
     body = chat(redrawing, model="rambler", seed=1)
     assert body["action"] == "clarify" and body["message"] == "Do you mean 1985 or 1995?"
     assert body["finish_reason"] == "stop"
+
+
+WORLD_CUPS = ["Mario Götze scored the winner. In 2014, Germany won the world cup in Rio.",
+              "France won the world cup in 2018, beating Croatia. Paris celebrated all night."]
+
+
+def test_a_question_the_documents_do_not_ground_is_drawn_again(redrawing):
+    before = metric(redrawing.url, 'askwise_question_redraws_total{outcome="replaced"}')
+    body = chat(redrawing, model="wanderer", seed=1, documents=WORLD_CUPS)
+    assert body["action"] == "clarify" and body["message"] == "Do you mean 2014 or 2018?"
+    assert metric(redrawing.url, 'askwise_question_redraws_total{outcome="replaced"}') == before + 1
+
+
+def test_without_documents_there_is_nothing_to_ground_in(redrawing):
+    body = chat(redrawing, model="wanderer", seed=1)
+    assert body["message"] == "Do you mean the film or the song?"

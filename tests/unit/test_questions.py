@@ -1,4 +1,5 @@
-"""Which clarifying questions offer one option twice (policy/questions.py)."""
+"""Which clarifying questions offer one option twice or options the passages do not ground,
+and which draw is asked instead (policy/questions.py)."""
 
 import asyncio
 
@@ -8,7 +9,8 @@ from hypothesis import strategies as st
 
 from askwise.policy.actions import parse_action
 from askwise.policy.engines.base import Completion, SamplingParams
-from askwise.policy.questions import needs_redraw, options_repeat, redraw_question
+from askwise.policy.prompt import Document
+from askwise.policy.questions import Sources, needs_redraw, options_repeat, redraw_question
 
 # Written by the shipped policy on dev-selection and dev-test.
 REPEATING = [
@@ -99,3 +101,67 @@ def test_the_first_askable_draw_is_asked_without_waiting_for_the_rest():
     assert redraw.parsed.message == "Do you mean 2014 or 2018?"
     assert redraw.completion_tokens == 12  # the two draws that finished
     assert engine.cancelled == 6
+
+
+# Passages of the grounded setting's shape: the reading's statement among other items' ones.
+LAKE = Sources("Where was 'top of the lake' filmed?", (
+    Document("In Sydney, Australia, season 2 of 'top of the lake' was filmed."),
+    Document("Riverdale season one have 13 episodes. Glenorchy is where season 1 of 'top of "
+             "the lake' was filmed almost entirely."),
+    Document("For the most super bowl losses, Don Shula has the record."),
+))
+
+
+@pytest.mark.parametrize(("question", "grounded"), [
+    ("Do you mean season 1 or season 2?", 2),
+    ("Do you mean Sydney or Glenorchy?", 2),
+    ("Do you mean Sydney, Glenorchy or Riverdale?", 2),  # Riverdale's sentence is off topic
+    ("Do you mean the film or the show?", 0),
+    ("Do you mean Sydney or Australia?", 1),  # two options from one sentence name one reading
+    ("Do you mean top of the lake?", 0),  # the query's own words name nothing
+])
+def test_options_are_grounded_each_in_a_sentence_about_the_query(question, grounded):
+    assert LAKE.groundable and LAKE.grounded(question) == grounded
+
+
+def test_each_option_gets_a_sentence_of_its_own():
+    # "season" fits both sentences: it takes the one "Sydney" does not need.
+    assert LAKE.grounded("Do you mean season or Sydney?") == 2
+
+
+def test_grounding_redraws_only_where_the_passages_tell_readings_apart():
+    one_sentence = Sources("Where was 'top of the lake' filmed?", LAKE.documents[:1])
+    question = completed("#CLARIFY Do you mean the film or the show?")
+    assert needs_redraw(*question, LAKE)
+    assert not one_sentence.groundable and not needs_redraw(*question, one_sentence)
+    assert not needs_redraw(*question)
+    assert not needs_redraw(*completed("#CLARIFY Do you mean season 1 or season 2?"), LAKE)
+
+
+class ScriptedDraws:
+    """Draw k (seeded 1 + 104729 k) returns script[k - 1]."""
+
+    def __init__(self, script):
+        self.script = script
+
+    async def complete(self, messages, params, model=None):
+        return Completion(self.script[(params.seed - 1) // 104729 - 1], 3, 6, "stop")
+
+
+def redraw(script, to_beat):
+    return asyncio.run(redraw_question(ScriptedDraws(script), [], SamplingParams(seed=1),
+                                       draws=len(script), sources=LAKE, to_beat=to_beat))
+
+
+def test_the_first_draw_grounding_two_options_is_asked():
+    script = ["#CLARIFY Do you mean Sydney?", "#CLARIFY Do you mean Sydney or Glenorchy?",
+              "#CLARIFY Do you mean season 1 or season 2?"]
+    assert redraw(script, 0).parsed.message == "Do you mean Sydney or Glenorchy?"
+
+
+def test_without_a_draw_grounding_two_the_best_one_beats_the_question_in_hand():
+    script = ["#CLARIFY Do you mean the show?", "#CLARIFY Do you mean Sydney?",
+              "#CLARIFY Do you mean Glenorchy?"]
+    assert redraw(script, 0).parsed.message == "Do you mean Sydney?"
+    assert redraw(script, 1).parsed is None  # no draw grounds more than the original
+    assert redraw(script[:1], -1).parsed.message == "Do you mean the show?"  # askable beats -1
