@@ -86,10 +86,12 @@ class Settings(BaseSettings):
                                "with 1: askwise train --max-questions).")
     question_redraws: int = Field(DEFAULT_REDRAWS, ge=0, le=16, description="When a clarifying "
                                   "question offers one option twice (\"in the heart or in the "
-                                  "heart?\") or is cut off at the token limit, draw this many "
-                                  "again and ask the first that is whole and whose options "
-                                  "differ; 0 asks every question as decoded. A streamed question "
-                                  "then arrives whole, once checked.")
+                                  "heart?\"), is cut off at the token limit, or (with documents) "
+                                  "does not offer two options found each in a different passage "
+                                  "sentence about the query, draw this many again and ask the "
+                                  "first that passes, else the one grounding the most options; 0 "
+                                  "asks every question as decoded. A streamed question then "
+                                  "arrives whole, once checked.")
     action_probabilities: bool = Field(True, description="Report the policy's probability of "
                                        "each action in every response (over an OpenAI backend, "
                                        "from the reply's token logprobs, which it then asks for).")

@@ -89,9 +89,9 @@ class EvalConfig(BaseModel):
     max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
     max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
     question_redraws: int = Field(DEFAULT_REDRAWS, ge=0, description="Samples drawn when a "
-                                  "question offers one option twice or is cut off at the token "
-                                  "limit, as `askwise serve` does (0: keep every greedy "
-                                  "question).")
+                                  "question offers one option twice, is cut off at the token "
+                                  "limit, or grounds fewer than two options in the passages, as "
+                                  "`askwise serve` does (0: keep every greedy question).")
     simulator: Literal["literal", "reference", "llm"] = Field(
         "literal", description="The user: literal (answers only what is asked), reference (the "
         "earlier game's user, who states its intent whatever it is asked) or llm (--user-model).")
