@@ -1,4 +1,5 @@
-"""What redrawing looping questions costs a request: the embedded gateway with
+"""What redrawing questions costs a request (one that repeats an option, never ends, or offers
+options the documents do not ground; policy/questions.py): the embedded gateway with
 `--question-redraws 8` (the default) against the same gateway with 0, on the same AmbigQA
 dev-selection requests (questions and documents) at the `careful` preset, where the policy
 asks about half the time.

@@ -33,6 +33,10 @@ from .reward import content_words, normalize_answer
 # Sampled like the self-play rollouts: varied enough to leave a loop, close to the policy.
 REDRAW_TEMPERATURE = 0.3
 DEFAULT_REDRAWS = 8
+# A draw that loops runs to its token limit, and when no draw passes the request waits for
+# all of them. No question a redraw asked on dev-selection was longer than 88 tokens, tag
+# included, so a draw past this many is one nobody would be asked.
+REDRAW_MAX_TOKENS = 96
 
 # "Do you mean ...", "Are you asking about ...", "Is it ...": the frame before the options.
 _FRAME = re.compile(
@@ -180,6 +184,7 @@ async def redraw_question(engine: Engine, messages: ChatMessages, params: Sampli
     to the token limit, and the request need not wait for it. Their tokens, never finished,
     are not counted."""
     base = replace(params, temperature=REDRAW_TEMPERATURE, top_p=1.0,
+                   max_tokens=min(params.max_tokens, REDRAW_MAX_TOKENS),
                    allowed_prefixes=(ACTION_PREFIXES[Action.CLARIFY],),
                    regex=action_regex((Action.CLARIFY,)) if params.regex else None,
                    prefix_probabilities=False)

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from askwise.policy.actions import parse_action
 from askwise.policy.engines.base import Completion, SamplingParams
 from askwise.policy.prompt import Document
-from askwise.policy.questions import Sources, needs_redraw, options_repeat, redraw_question
+from askwise.policy.questions import (
+    REDRAW_MAX_TOKENS,
+    Sources,
+    needs_redraw,
+    options_repeat,
+    redraw_question,
+)
 
 # Written by the shipped policy on dev-selection and dev-test.
 REPEATING = [
@@ -165,3 +171,21 @@ def test_without_a_draw_grounding_two_the_best_one_beats_the_question_in_hand():
     assert redraw(script, 0).parsed.message == "Do you mean Sydney?"
     assert redraw(script, 1).parsed is None  # no draw grounds more than the original
     assert redraw(script[:1], -1).parsed.message == "Do you mean the show?"  # askable beats -1
+
+
+class RecordingDraws:
+    def __init__(self):
+        self.limits = []
+
+    async def complete(self, messages, params, model=None):
+        self.limits.append(params.max_tokens)
+        return Completion("#CLARIFY Do you mean 2014 or 2018?", 3, 6, "stop")
+
+
+def test_draws_stop_near_a_question_length():
+    engine = RecordingDraws()
+    asyncio.run(redraw_question(engine, [], SamplingParams(max_tokens=200, seed=1), draws=2))
+    assert engine.limits and set(engine.limits) == {REDRAW_MAX_TOKENS}
+    engine = RecordingDraws()
+    asyncio.run(redraw_question(engine, [], SamplingParams(max_tokens=40, seed=1), draws=2))
+    assert set(engine.limits) == {40}  # a request's own lower limit holds
