@@ -71,6 +71,11 @@ class TrainConfig(BaseModel):
     temperature: float = Field(0.8, ge=0, description="Sampling temperature while growing.")
     max_tokens: int = Field(160, ge=8, description="Most tokens per assistant turn.")
     max_questions: int = Field(1, ge=0, description="Clarifying questions allowed per episode.")
+    question_redraws: int = Field(0, ge=0, le=16, description="Samples drawn again when a grow "
+                                  "episode's question repeats an option, is cut off, or grounds "
+                                  "fewer than two options in the passages, as `askwise serve` "
+                                  "does; ReST then learns from the question a user is asked (0: "
+                                  "the policy's own questions).")
     simulator: Literal["literal", "reference", "llm"] = Field(
         "literal", description="literal: a deterministic user who answers only what is asked "
         "(simulator.py); reference: the earlier game's user, who states its whole intent "

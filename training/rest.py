@@ -63,7 +63,8 @@ async def play(config: TrainConfig, base: Path, adapter: Path | None, specs: lis
                            threads=config.torch_threads, vllm_venv=config.vllm_venv,
                            log_path=log_dir / "user-server.log") as simulator:
         return await play_episodes(engine, simulator, specs, params, config.max_questions,
-                                   concurrency=config.rollout_concurrency, out=out, desc=desc)
+                                   concurrency=config.rollout_concurrency, out=out, desc=desc,
+                                   redraws=config.question_redraws)
 
 
 def _publish(adapter: Path, final: Path) -> None:

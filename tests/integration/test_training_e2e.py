@@ -16,7 +16,7 @@ from askwise.training.data import DOCUMENTS_VERSION, load_ambigqa
 TINY_TRAIN = ["--train-items", "3", "--bootstrap-items", "6", "--samples-per-action", "1",
               "--free-samples", "1", "--rollout-backend", "transformers", "--batch-size", "4",
               "--max-tokens", "40", "--examples-per-item", "2", "--torch-threads", "1",
-              "--save-every", "1"]
+              "--save-every", "1", "--question-redraws", "2"]
 
 
 def askwise(*args, timeout=900):
@@ -36,6 +36,9 @@ def trained(tmp_path_factory, base_checkpoint):
     improve = json.loads((out / "iter-1" / "improve.json").read_text())
     assert improve["episodes"] == 3 * 4 and "finetune" not in improve
     grown = (out / "iter-1" / "episodes.jsonl").read_bytes()
+    # The grow plays the served redraw: the tiny model's questions ground nothing.
+    asked = [json.loads(line) for line in grown.splitlines() if b'"forced": "clarify"' in line]
+    assert asked and any(e["extra"].get("redrawn") for e in asked)
     askwise("train", "--output-dir", str(out), *TINY_TRAIN)
     assert (out / "iter-1" / "episodes.jsonl").read_bytes() == grown  # fine-tuned, not replayed
     return out

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from askwise.policy import Action, Costs, parse_action
+from askwise.policy import Action, Costs, Document, parse_action
 from askwise.policy import Interpretation as Reading
 from askwise.policy.engines.base import Completion, Engine, SamplingParams
 from askwise.training.bootstrap import demonstrations, reading_labels
@@ -399,6 +399,27 @@ def test_a_question_offering_one_option_twice_is_drawn_again_when_asked_to():
     assert episodes[4].extra["redrawn"] == [{"question": "The short or the short?", "replaced": True}]
     # the first draw is asked, the other three are cancelled: one draw of 5 tokens is paid
     assert episodes[4].engine_tokens == episodes[0].engine_tokens + 5
+
+
+class WanderingAssistant(RuleAssistant):
+    """Asks about a film and a song when greedy, about the short and the series when sampling."""
+
+    async def complete(self, messages, params: SamplingParams, model=None) -> Completion:
+        completion = await super().complete(messages, params, model)
+        if completion.text.startswith("#CLARIFY") and not params.temperature:
+            return replace(completion, text="#CLARIFY The film or the song?")
+        return completion
+
+
+def test_a_question_the_items_documents_do_not_ground_is_drawn_again():
+    grounded = replace(ITEM, documents=(
+        Document("On April 19, 1987, the simpsons first aired as a short on The Tracey Ullman Show."),
+        Document("The simpsons first aired as a series on December 17, 1989.")))
+    for item, asked in ((grounded, "The short or the series?"), (ITEM, "The film or the song?")):
+        [episode] = asyncio.run(play_episodes(
+            WanderingAssistant(), ReferenceSimulator(), [spec(Action.CLARIFY, item=item)],
+            SamplingParams(), 1, redraws=4))
+        assert episode.turns[1]["content"] == asked  # without documents nothing is grounded
 
 
 def test_pooled_relabelling_gives_every_item_of_a_class_the_classs_best_action():
