@@ -34,8 +34,9 @@ class Metrics:
             "askwise_malformed_replies", "Model replies that needed a parser fallback.",
             registry=self.registry)
         self.redraws = Counter(
-            "askwise_question_redraws", "Questions that repeated an option or were cut off, by "
-            "whether a redraw replaced them.", ["outcome"], registry=self.registry)
+            "askwise_question_redraws", "Questions that repeated an option, were cut off, or "
+            "grounded fewer than two options in the documents, by whether a redraw replaced "
+            "them.", ["outcome"], registry=self.registry)
         for outcome in ("replaced", "kept"):
             self.redraws.labels(outcome)  # both series from the start, at 0
 
