@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from .actions import ACTION_PREFIXES, Action, ParsedAction, action_regex, parse_action
 from .engines.base import ChatMessages, Completion, Engine, SamplingParams
-from .prompt import Document
+from .prompt import Document, Turn
 from .reward import content_words, normalize_answer
 
 # Sampled like the self-play rollouts: varied enough to leave a loop, close to the policy.
@@ -108,7 +108,13 @@ class Sources:
     """What a request retrieved: the user's words so far and the documents."""
 
     query: str
-    documents: Sequence[Document] = field(default=())
+    documents: Sequence[Document] = ()
+
+    @classmethod
+    def of(cls, turns: Sequence[Turn], documents: Sequence[Document]) -> Sources:
+        """A conversation's sources: every user turn counts as query (an option must add to
+        what the user already said)."""
+        return cls(" ".join(t.content for t in turns if t.role == "user"), tuple(documents))
 
     @cached_property
     def _query_words(self) -> frozenset[str]:

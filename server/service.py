@@ -189,9 +189,8 @@ class ChatService:
         )
         messages = render_prompt(request.turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)
-        sources = Sources(" ".join(t.content for t in request.turns if t.role == "user"),
-                          tuple(request.documents))
-        return Prepared(messages, params, costs, preset, model, target, sources)
+        return Prepared(messages, params, costs, preset, model, target,
+                        Sources.of(request.turns, request.documents))
 
     def _solve(self, target: dict[str, float]) -> Costs:
         """The costs the calibration gives for `target`, worked out once per target."""

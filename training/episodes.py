@@ -143,7 +143,7 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
         completion = await engine.complete(messages, turn_params, model)
         tokens += completion.completion_tokens
         parsed = parse_action(completion.text)
-        sources = Sources(" ".join(t.content for t in turns if t.role == "user"), item.documents)
+        sources = Sources.of(turns, item.documents)
         if redraws and Action.CLARIFY in allowed and needs_redraw(parsed, completion, sources):
             redraw = await redraw_question(engine, messages, turn_params, model, redraws, sources,
                                            grade(parsed, completion, sources))

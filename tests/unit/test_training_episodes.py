@@ -377,20 +377,24 @@ def test_without_open_questions_a_single_reading_item_shows_an_answer_not_a_ques
     assert opened[0][1] == "#CLARIFY What exactly would you like to know?"
 
 
-class StammeringAssistant(RuleAssistant):
-    """Offers one option twice when greedy, both when sampling."""
+class GreedyQuestionAssistant(RuleAssistant):
+    """Asks `greedy` when decoding greedily, "The short or the series?" when sampling."""
+
+    def __init__(self, greedy: str):
+        super().__init__()
+        self.greedy = greedy
 
     async def complete(self, messages, params: SamplingParams, model=None) -> Completion:
         completion = await super().complete(messages, params, model)
         if completion.text.startswith("#CLARIFY") and not params.temperature:
-            return replace(completion, text="#CLARIFY The short or the short?")
+            return replace(completion, text="#CLARIFY " + self.greedy)
         return completion
 
 
 def test_a_question_offering_one_option_twice_is_drawn_again_when_asked_to():
     episodes = {}
     for redraws in (0, 4):
-        engine = StammeringAssistant()
+        engine = GreedyQuestionAssistant("The short or the short?")
         episodes[redraws] = asyncio.run(play_episodes(
             engine, ReferenceSimulator(), [spec(Action.CLARIFY)], SamplingParams(), 1,
             redraws=redraws))[0]
@@ -401,23 +405,13 @@ def test_a_question_offering_one_option_twice_is_drawn_again_when_asked_to():
     assert episodes[4].engine_tokens == episodes[0].engine_tokens + 5
 
 
-class WanderingAssistant(RuleAssistant):
-    """Asks about a film and a song when greedy, about the short and the series when sampling."""
-
-    async def complete(self, messages, params: SamplingParams, model=None) -> Completion:
-        completion = await super().complete(messages, params, model)
-        if completion.text.startswith("#CLARIFY") and not params.temperature:
-            return replace(completion, text="#CLARIFY The film or the song?")
-        return completion
-
-
 def test_a_question_the_items_documents_do_not_ground_is_drawn_again():
     grounded = replace(ITEM, documents=(
         Document("On April 19, 1987, the simpsons first aired as a short on The Tracey Ullman Show."),
         Document("The simpsons first aired as a series on December 17, 1989.")))
     for item, asked in ((grounded, "The short or the series?"), (ITEM, "The film or the song?")):
         [episode] = asyncio.run(play_episodes(
-            WanderingAssistant(), ReferenceSimulator(), [spec(Action.CLARIFY, item=item)],
+            GreedyQuestionAssistant("The film or the song?"), ReferenceSimulator(), [spec(Action.CLARIFY, item=item)],
             SamplingParams(), 1, redraws=4))
         assert episode.turns[1]["content"] == asked  # without documents nothing is grounded
 
