@@ -5,14 +5,13 @@ on ambiguous items, greedy and drawn, and which of them name the readings.
 
 For every ambiguous item among the first `--items` of the split, the question the policy asks
 greedily when made to ask, and `--draws` more sampled as the gateway's redraw samples them
-(`redraw_question`'s temperature and token cap), at one cost pair. Prints the share of items
+(`draw_params`), at one cost pair. Prints the share of items
 where
 - the greedy question names two or more readings (by the literal user's rule,
   `simulator.named_readings`);
 - at least one of the greedy question and the draws does: the most any choice among these
   draws can reach;
-- the question the redraw would ask does (the greedy one if it passes `grade`, else the
-  first draw that passes, else the best graded if it beats the greedy one; the same draws);
+- the question the redraw would ask does (`redraw_question`'s choice among the same draws);
 - the words that set two or more readings apart are in the documents at all: what any
   question built from the passages could reach in this game.
 Then the F1 of the answer after the literal user's reply, averaged over each item's
@@ -24,7 +23,6 @@ takes no per-request seeds, so with `--backend vllm` the draws differ from run t
 
 import argparse
 import asyncio
-from dataclasses import replace
 from statistics import mean
 
 from tqdm import tqdm
@@ -43,7 +41,7 @@ from askwise.policy import (
 )
 from askwise.policy.checkpoints import ensure_base_checkpoint
 from askwise.policy.engines.base import SamplingParams
-from askwise.policy.questions import GROUNDED_OPTIONS, REDRAW_MAX_TOKENS, REDRAW_TEMPERATURE, Sources, grade
+from askwise.policy.questions import Sources, draw_params, grade, needs_redraw, redraw_question
 from askwise.policy.reward import content_words
 from askwise.training.data import load_ambigqa
 from askwise.training.rollout import rollout_engine
@@ -57,22 +55,31 @@ def in_documents(item) -> int:
                for words in reading_words(item))
 
 
+class Replay:
+    """Hands `redraw_question` draws already made, in the order it asks for them, so its own
+    rule chooses among the very questions the probe counts."""
+
+    def __init__(self, completions):
+        self._next = iter(completions)
+
+    async def complete(self, messages, params, model=None):
+        return next(self._next)
+
+
 async def probe_item(engine, item, costs: Costs, draws: int, max_tokens: int, seed: int) -> dict:
     turns = [Turn("user", item.query)]
     messages = render_prompt(turns, costs, item.documents, 1)
     forced = SamplingParams(max_tokens=max_tokens, temperature=0.0, stop=ACTION_STOP, seed=seed,
                             allowed_prefixes=(ACTION_PREFIXES[Action.CLARIFY],))
-    sampled = [replace(forced, temperature=REDRAW_TEMPERATURE, top_p=1.0, seed=seed + 104729 * (k + 1),
-                       max_tokens=min(max_tokens, REDRAW_MAX_TOKENS)) for k in range(draws)]
-    completions = await asyncio.gather(*(engine.complete(messages, p) for p in [forced, *sampled]))
+    completions = await asyncio.gather(*(engine.complete(messages, p) for p in
+                                         [forced, *(draw_params(forced, k) for k in range(draws))]))
     sources = Sources.of(turns, item.documents)
     parsed = [parse_action(c.text) for c in completions]
-    grades = [grade(p, c, sources) for p, c in zip(parsed, completions)]
-    chosen = 0
-    if grades[0] < GROUNDED_OPTIONS:
-        passing = [k for k in range(1, len(grades)) if grades[k] >= GROUNDED_OPTIONS]
-        best = max(range(1, len(grades)), key=lambda k: (grades[k], -k), default=0)
-        chosen = passing[0] if passing else (best if grades[best] > grades[0] else 0)
+    question = parsed[0]
+    if needs_redraw(question, completions[0], sources):
+        redraw = await redraw_question(Replay(completions[1:]), messages, forced, None, draws, sources,
+                                       grade(question, completions[0], sources))
+        question = redraw.parsed or question
     named = [len(named_readings(item, p.message)) for p in parsed]
 
     async def answer_after(question: str) -> float:
@@ -87,14 +94,16 @@ async def probe_item(engine, item, costs: Costs, draws: int, max_tokens: int, se
             f1s.append(best_f1(reply.message, reading.answers))
         return mean(f1s)
 
+    replaced = question is not parsed[0]
     greedy_f1 = await answer_after(parsed[0].message)
-    chosen_f1 = greedy_f1 if chosen == 0 else await answer_after(parsed[chosen].message)
-    return {"greedy": named[0], "any": max(named), "chosen": named[chosen], "replaced": chosen != 0,
+    chosen_f1 = await answer_after(question.message) if replaced else greedy_f1
+    return {"greedy": named[0], "any": max(named), "chosen": len(named_readings(item, question.message)),
+            "replaced": replaced,
             "in_documents": in_documents(item), "greedy_f1": greedy_f1, "chosen_f1": chosen_f1}
 
 
 async def probe(args) -> list[dict]:
-    items = [i for i in load_ambigqa(args.split, limit=args.items) if len(i.interpretations) > 1]
+    items = [i for i in load_ambigqa(args.split, limit=args.items) if i.ambiguous]
     costs = Costs(alpha=args.alpha, beta=args.beta)
     gate = asyncio.Semaphore(args.concurrency)
     bar = tqdm(total=len(items), unit="item", desc="questions")

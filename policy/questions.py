@@ -177,6 +177,17 @@ class Redraw:
     completion_tokens: int
 
 
+def draw_params(params: SamplingParams, draw: int) -> SamplingParams:
+    """How redraw number `draw` (0-based) samples a question for a request made with `params`:
+    warmer, capped, made to ask, and seeded apart from the other draws when `params` is seeded."""
+    return replace(params, temperature=REDRAW_TEMPERATURE, top_p=1.0,
+                   max_tokens=min(params.max_tokens, REDRAW_MAX_TOKENS),
+                   allowed_prefixes=(ACTION_PREFIXES[Action.CLARIFY],),
+                   regex=action_regex((Action.CLARIFY,)) if params.regex else None,
+                   prefix_probabilities=False,
+                   seed=None if params.seed is None else params.seed + 104729 * (draw + 1))
+
+
 async def redraw_question(engine: Engine, messages: ChatMessages, params: SamplingParams,
                           model: str | None = None, draws: int = DEFAULT_REDRAWS,
                           sources: Sources | None = None, to_beat: int = -1) -> Redraw:
@@ -189,14 +200,8 @@ async def redraw_question(engine: Engine, messages: ChatMessages, params: Sampli
     The draws after one that passes are cancelled rather than awaited: a draw that loops runs
     to the token limit, and the request need not wait for it. Their tokens, never finished,
     are not counted."""
-    base = replace(params, temperature=REDRAW_TEMPERATURE, top_p=1.0,
-                   max_tokens=min(params.max_tokens, REDRAW_MAX_TOKENS),
-                   allowed_prefixes=(ACTION_PREFIXES[Action.CLARIFY],),
-                   regex=action_regex((Action.CLARIFY,)) if params.regex else None,
-                   prefix_probabilities=False)
-    seeds = [None if params.seed is None else params.seed + 104729 * (k + 1) for k in range(draws)]
-    tasks = [asyncio.ensure_future(engine.complete(messages, replace(base, seed=s), model))
-             for s in seeds]
+    tasks = [asyncio.ensure_future(engine.complete(messages, draw_params(params, k), model))
+             for k in range(draws)]
     tokens, best, best_grade = 0, None, to_beat
     try:
         for task in tasks:
