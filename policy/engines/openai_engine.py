@@ -73,7 +73,11 @@ class OpenAIEngine(Engine):
         self.timeout_s = timeout_s
         self.send_seeds = send_seeds
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s,
+        # `sock_connect`, not `connect`: aiohttp's `connect` also counts the wait for a free
+        # pooled connection, so more requests in flight than `max_connections` (a burst, or
+        # question redraws fanning out) would fail after a few seconds instead of queueing;
+        # that wait is bounded by `timeout_s` like the rest of the exchange.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s,
                                               sock_read=timeout_s)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None  # made in the loop that uses it
@@ -270,10 +274,12 @@ class _Exchange:
         try:
             response = await asyncio.wait_for(
                 self._session.request(self._method, self._url, json=self._body), self._timeout_s)
+        except aiohttp.ClientError as exc:
+            # Before TimeoutError: aiohttp's own timeouts (a connect that never completes) are
+            # both, and say more than the overall deadline would.
+            raise _transport_error(exc) from None
         except TimeoutError:
             raise EngineTimeout(f"backend did not answer within {self._timeout_s:g} s") from None
-        except aiohttp.ClientError as exc:
-            raise _transport_error(exc) from None
         if response.status >= 400:
             try:
                 body = _load_json(await _read(response))

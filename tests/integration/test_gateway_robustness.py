@@ -5,6 +5,7 @@ the many valid bodies hypothesis finds cost milliseconds, not model time; its "s
 model streams for 30 s and counts its open streams.
 """
 
+import asyncio
 import json
 
 import httpx
@@ -12,6 +13,9 @@ import pytest
 from helpers import gateway, metric, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from askwise.policy.engines.base import SamplingParams
+from askwise.policy.engines.openai_engine import OpenAIEngine
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -72,3 +76,21 @@ def test_client_that_hangs_up_mid_stream_frees_its_slot_and_the_backend(fast, mi
         # Hung up: the gateway's slot and the backend's generation must both end.
         assert wait_for(lambda: in_flight() == 0), "the gateway kept the slot"
         assert wait_for(lambda: backend_streams() == 0), "the backend kept generating"
+
+
+def test_requests_beyond_the_connection_pool_wait_their_turn(misbehaving_backend):
+    """More requests in flight than the engine has connections (a burst, or a question's
+    redraws fanning out) queue for a connection; the connect timeout bounds only making one.
+    "echo" takes 0.2 s a reply, so with one connection the last of four waits 0.6 s, six
+    times the connect timeout."""
+    async def scenario():
+        engine = OpenAIEngine(misbehaving_backend.url, default_model="echo", structured_outputs="off",
+                              connect_timeout_s=0.1, max_connections=1)
+        try:
+            return await asyncio.gather(*(
+                engine.complete([{"role": "user", "content": f"request {k}"}], SamplingParams(max_tokens=8))
+                for k in range(4)))
+        finally:
+            await engine.aclose()
+    replies = asyncio.run(scenario())
+    assert [r.text for r in replies] == [f"#ANSWER You said: request {k}" for k in range(4)]
