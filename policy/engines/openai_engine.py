@@ -44,6 +44,11 @@ from .base import (
 from .prefix_choice import PrefixChoice
 
 MODELS_CACHE_S = 10.0
+# How long an idle pooled connection is reused. Below the 5 s after which vLLM's and
+# uvicorn's servers close an idle keep-alive connection (aiohttp's own default is 15 s):
+# a request written into a connection the server has just closed fails ("Can not write
+# request body", server disconnected), and a POST is not retried.
+KEEPALIVE_S = 4.0
 # Candidates per token asked for with prefix probabilities: the tags' tokens are among the
 # few the policy considers at the deciding step, and every candidate costs vLLM work for
 # every token of the reply.
@@ -255,7 +260,7 @@ class OpenAIEngine(Engine):
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers, timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=KEEPALIVE_S),
                 json_serialize=_dumps)
         return _Exchange(self._session, method, self.base_url + path, body, self.timeout_s)
 

@@ -7,6 +7,7 @@ model streams for 30 s and counts its open streams.
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -94,3 +95,18 @@ def test_requests_beyond_the_connection_pool_wait_their_turn(misbehaving_backend
             await engine.aclose()
     replies = asyncio.run(scenario())
     assert [r.text for r in replies] == [f"#ANSWER You said: request {k}" for k in range(4)]
+
+
+def test_a_connection_the_backend_closed_while_idle_is_not_reused(misbehaving_backend):
+    """The backend (uvicorn, as vLLM's server) closes a keep-alive connection idle for 5 s.
+    An engine whose event loop was too busy to see the close must not write its next
+    request into that connection: it would fail with "Can not write request body"."""
+    async def scenario():
+        engine = OpenAIEngine(misbehaving_backend.url, default_model="untagged", structured_outputs="off")
+        try:
+            await engine.complete([{"role": "user", "content": "first"}], SamplingParams(max_tokens=8))
+            time.sleep(5.5)  # blocks the loop on purpose: the server's close goes unseen
+            return await engine.complete([{"role": "user", "content": "second"}], SamplingParams(max_tokens=8))
+        finally:
+            await engine.aclose()
+    assert asyncio.run(scenario()).text
