@@ -13,7 +13,10 @@ where
   draws can reach;
 - the question the redraw would ask does (`redraw_question`'s choice among the same draws);
 - the words that set two or more readings apart are in the documents at all: what any
-  question built from the passages could reach in this game.
+  question built from the passages could reach in this game;
+- for k = 1, 2, 4, ... up to `--draws`, some of the greedy question and the first k draws
+  does: how the most a choice among the policy's own draws can reach grows with the draws
+  (`--plot` draws it as a PNG against the documents' share).
 Then the F1 of the answer after the literal user's reply, averaged over each item's
 readings as the intent, for the greedy question and for the redraw's choice (same items).
 
@@ -97,8 +100,8 @@ async def probe_item(engine, item, costs: Costs, draws: int, max_tokens: int, se
     replaced = question is not parsed[0]
     greedy_f1 = await answer_after(parsed[0].message)
     chosen_f1 = await answer_after(question.message) if replaced else greedy_f1
-    return {"greedy": named[0], "any": max(named), "chosen": len(named_readings(item, question.message)),
-            "replaced": replaced,
+    return {"greedy": named[0], "any": max(named), "named": named,
+            "chosen": len(named_readings(item, question.message)), "replaced": replaced,
             "in_documents": in_documents(item), "greedy_f1": greedy_f1, "chosen_f1": chosen_f1}
 
 
@@ -119,6 +122,45 @@ async def probe(args) -> list[dict]:
         return await asyncio.gather(*(one(k, item) for k, item in enumerate(items)))
 
 
+def draw_counts(draws: int) -> list[int]:
+    """1, 2, 4, ... below `draws`, then `draws` itself."""
+    counts = [1]
+    while counts[-1] * 2 < draws:
+        counts.append(counts[-1] * 2)
+    return sorted({*counts, draws}) if draws else []
+
+
+def best_of(rows: list[dict], k: int) -> float:
+    """Share of items where the greedy question or one of the first k draws names two readings."""
+    return mean(max(r["named"][:k + 1]) >= 2 for r in rows)
+
+
+def plot_curve(rows: list[dict], args, out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers
+    import matplotlib.pyplot as plt
+
+    ks = [0, *draw_counts(args.draws)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    # Against the number of questions to choose from, on a log scale: each doubling of the
+    # draws adds about as much as the one before.
+    ax.plot([k + 1 for k in ks], [best_of(rows, k) for k in ks], marker="o",
+            label="some question of the greedy one and k draws")
+    ax.axhline(mean(r["in_documents"] >= 2 for r in rows), color="grey", linestyle="--",
+               label="two readings' words in the documents")
+    ax.axhline(0.70, color="tab:red", linestyle=":", label="target, 70%")
+    ax.set(xscale="log", xlabel="questions to choose from (greedy + k draws)",
+           ylabel="items whose question names two readings", ylim=(0, 1),
+           title=f"{len(rows)} ambiguous {args.split} items, costs ({args.alpha:g}, {args.beta:g})")
+    ax.set_xticks([k + 1 for k in ks], [str(k + 1) for k in ks])
+    ax.minorticks_off()
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter", help="LoRA adapter folder")
@@ -132,6 +174,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backend", choices=("transformers", "vllm"), default="vllm")
+    parser.add_argument("--plot", help="PNG of the best-of-k curve")
     args = parser.parse_args()
     rows = asyncio.run(probe(args))
     n = len(rows)
@@ -148,8 +191,12 @@ def main() -> None:
           f"(replaced the greedy question on {share(lambda r: r['replaced'])})")
     print(f"two readings' words are in the documents:     {share(lambda r: r['in_documents'] >= 2)} "
           f"(one reading's: {share(lambda r: r['in_documents'] >= 1)})")
+    print("some question of the greedy one and the first k draws names two readings: " +
+          ", ".join(f"k={k}: {best_of(rows, k):.0%}" for k in draw_counts(args.draws)))
     print(f"F1 after the user's reply: greedy question {mean(r['greedy_f1'] for r in rows):.3f}, "
           f"redraw's choice {mean(r['chosen_f1'] for r in rows):.3f}")
+    if args.plot:
+        plot_curve(rows, args, args.plot)
 
 
 if __name__ == "__main__":
