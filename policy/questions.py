@@ -28,7 +28,7 @@ from functools import cached_property
 from .actions import ACTION_PREFIXES, Action, ParsedAction, action_regex, parse_action
 from .engines.base import ChatMessages, Completion, Engine, SamplingParams
 from .prompt import Document, Turn
-from .reward import content_words, normalize_answer
+from .reward import content_words, count_words, normalize_answer
 
 # Sampled like the self-play rollouts: varied enough to leave a loop, close to the policy.
 REDRAW_TEMPERATURE = 0.3
@@ -67,6 +67,22 @@ def question_options(question: str) -> list[list[str]]:
     if len(by_or) == 1:
         listed = _COMMA.split(body)
     return [by_or, listed]
+
+
+# A question a person reads to the end and answers: at most this many options and words, and
+# a question at all. One that recites every document names its readings only in the sense
+# that a reader could dig them out, which nobody does (DESIGN.md, "the game").
+MAX_OPTIONS = 4
+MAX_QUESTION_WORDS = 30
+
+
+def readable(question: str) -> bool:
+    """Whether a person would read `question` as a question to answer: it ends with "?",
+    runs to at most `MAX_QUESTION_WORDS` words and offers at most `MAX_OPTIONS` options
+    (counted as "A, B or C" lists them, the larger of the two splits)."""
+    text = question.strip()
+    options = max(len([o for o in split if o.strip()]) for split in question_options(text))
+    return text.endswith("?") and count_words(text) <= MAX_QUESTION_WORDS and options <= MAX_OPTIONS
 
 
 def options_repeat(question: str) -> bool:

@@ -12,15 +12,20 @@ frequencies. Where annotators disagree, the first `multipleQAs` annotation wins.
 
 Grounded setting (`grounded_documents`): the request carries documents, so a small model can
 answer from them instead of from its own knowledge. Each reading's fact is a statement inside a
-short passage, distractor passages come from other items of the same file, 4 to 7 in all,
-shuffled; passages.py says how, and why no string rule tells a one-reading item from an
-ambiguous one. The random generator is seeded from (seed, item id): the same item gets the
-same documents in training, evaluation and tests.
+short passage, distractor passages come from other items of the same slice (train, or the
+item's half of dev), 4 to 7 in all, shuffled; passages.py says how, and why no string rule
+tells a one-reading item from an ambiguous one. The random generator is seeded from (seed,
+item id): the same item gets the same documents in training, evaluation and tests, whichever
+split it is loaded through.
 
 Slices of AmbigQA dev (`SPLITS`): "dev-selection" for every decision (checkpoints, grid values,
-hyperparameters) and "dev-test", reported only for a checkpoint being shipped. An item's slice
+hyperparameters) and "dev-test", reported only for a checkpoint being shipped. An item's half
 is fixed by its id alone (`dev_slice`: the parity of the first byte of sha256(id)), so it
-never moves when the file, a limit or a seed changes. "dev" is the whole file.
+never moves when the file, a limit or a seed changes. The first `EARLY_DEV_ITEMS` usable
+items of the dev file chose the checkpoints that earlier policies descend from, before the
+halves existed, so the dev-test items among them are not test items: "dev-test" leaves them
+out and "dev-test-early" holds them, reported apart for comparison only. "dev" is the whole
+file.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from .passages import passage, statement
 
 DATA_DIR = Path(__file__).parent / "data"
 AMBIGQA_FILES = {"train": "ambigqa/train_light.json", "dev": "ambigqa/dev_light.json"}
-SPLITS = {"train": "train", "dev": "dev", "dev-selection": "dev", "dev-test": "dev"}
+SPLITS = {"train": "train", "dev": "dev", "dev-selection": "dev", "dev-test": "dev",
+          "dev-test-early": "dev"}
+EARLY_DEV_ITEMS = 200
 MAX_INTERPRETATIONS = 6  # longer lists make multi-answers of 100+ words; such items are skipped
 MIN_DOCUMENTS, MAX_DOCUMENTS = 4, 7
 # Names the document construction in a checkpoint's askwise.json ("game"). The earlier one,
@@ -107,19 +114,31 @@ def load_ambigqa(split: str, limit: int | None = None, grounded: bool = True, se
                  path: str | Path | None = None) -> list[Item]:
     """AmbigQA light `split` (one of `SPLITS`); the first `limit` usable items, in file order.
 
-    Distractors come from the whole file, so a small `limit` or a slice still sees varied
-    distractors, and an item's documents do not depend on the slice it is loaded through.
+    Distractors come from the item's whole slice (data from outside it never enters its
+    documents), so a small `limit` still sees varied distractors, and an item's documents do
+    not depend on the split or limit it is loaded with.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown AmbigQA split {split!r}; choose from {sorted(SPLITS)}")
     if path is None:
         path = DATA_DIR / AMBIGQA_FILES[SPLITS[split]]
     pool = _ambigqa_items(Path(path))
-    items = [item for item in pool if split not in ("dev-selection", "dev-test") or dev_slice(item.id) == split]
+    items = list(pool)
+    if split.startswith("dev-"):
+        early = {item.id for item in pool[:EARLY_DEV_ITEMS]}
+        items = [item for item in pool if dev_split(item.id, item.id in early) == split]
     items = items[:limit] if limit else items
     if grounded:
-        items = [grounded_documents(item, pool, seed) for item in items]
+        halves = {name: tuple(item for item in pool if dev_slice(item.id) == name)
+                  for name in ("dev-selection", "dev-test")} if SPLITS[split] == "dev" else {}
+        items = [grounded_documents(item, halves.get(dev_slice(item.id), pool), seed) for item in items]
     return items
+
+
+def dev_split(item_id: str, early: bool) -> str:
+    """The dev split an item belongs to: its half, with the early dev-test items apart."""
+    half = dev_slice(item_id)
+    return "dev-test-early" if early and half == "dev-test" else half
 
 
 def item_rng(seed: int, *keys: object) -> random.Random:

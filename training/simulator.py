@@ -16,7 +16,10 @@ that neither the query nor any other reading has, "2018" for "Who won the 2018 w
   most `CORRECTION_WORDS` of the intent's words;
 - a question that names no reading ("What do you mean?", "Can you be more specific?") gets
   the query back ("I mean what I asked: ..."): the person cannot know which detail the
-  assistant lacks, so they restate what they said, which carries nothing new.
+  assistant lacks, so they restate what they said, which carries nothing new;
+- so does a question nobody reads as one (`policy.questions.readable`: more than 4 options,
+  over 30 words, or no question mark): a recital of every document names every reading
+  somewhere, and a person still does not parse it.
 It never replies with the intent's question or a sentence of a document: clarifying earns
 only what the question itself asked for, and a long question that recites every document
 earns no more than a short one that names the readings. `pick` takes the line whose label is
@@ -37,6 +40,7 @@ from typing import Protocol
 from askwise.policy import Interpretation as Reading
 from askwise.policy import normalize_answer, token_f1
 from askwise.policy.engines.base import Engine, SamplingParams
+from askwise.policy.questions import readable
 from askwise.policy.reward import FUNCTION_WORDS
 
 from .data import Item
@@ -92,7 +96,10 @@ def reading_words(item: Item) -> list[list[str]]:
 
 
 def named_readings(item: Item, question: str) -> set[int]:
-    """The readings `question` names: those with a word of theirs (`reading_words`) in it."""
+    """The readings `question` names: those with a word of theirs (`reading_words`) in it;
+    none when a person would not read it as a question (`readable`)."""
+    if not readable(question):
+        return set()
     asked = set(_tokens(question))
     return {k for k, words in enumerate(reading_words(item))
             if any(" ".join(_tokens(w)) in asked for w in words)}

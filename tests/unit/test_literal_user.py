@@ -68,10 +68,20 @@ def test_replies_never_copy_the_intents_question_or_a_document():
                 assert len(text.split()) <= max(12, len(item.query.split()) + 6)
 
 
-def test_a_long_question_reciting_the_documents_earns_no_more_than_a_short_one():
+def test_a_question_nobody_reads_as_one_earns_nothing():
     item = grounded_documents(WORLD_CUP, load_ambigqa("dev", limit=50, grounded=False))
+    restated = "I mean what I asked: Who won the world cup?"
+    # a recital of the documents names both readings somewhere, and nobody parses it
     recital = "Which of these: " + " ".join(d.text for d in item.documents) + " 2018 or 2014?"
-    assert reply(item, 0, recital) == reply(item, 0, "2018 or 2014?") == "2018"
+    assert reply(item, 0, recital) == restated
+    assert reply(item, 0, "2018 or 2014?") == "2018"
+    # more than four options, or no question at all, is the same
+    assert reply(item, 0, "Do you mean 2002, 2006, 2010, 2014 or 2018?") == restated
+    assert reply(item, 0, "Do you mean 2010, 2014 or 2018?") == "2018"
+    assert reply(item, 0, "Tell me if you mean 2018 or 2014.") == restated
+    # and the naming measure reads it the same way
+    assert named_readings(item, recital) == set()
+    assert named_readings(item, "2018 or 2014?") == {0, 1}
 
 
 def test_the_reference_user_still_hands_over_its_intent():

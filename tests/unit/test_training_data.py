@@ -2,6 +2,7 @@ import random
 
 from askwise.policy import Costs, Document, Turn, render_prompt
 from askwise.training.data import (
+    EARLY_DEV_ITEMS,
     MAX_DOCUMENTS,
     MAX_INTERPRETATIONS,
     MIN_DOCUMENTS,
@@ -107,11 +108,17 @@ def test_auc_counts_ties_as_half_and_orients_either_way():
 def test_dev_slices_are_disjoint_fixed_by_id_and_cover_dev():
     selection = load_ambigqa("dev-selection", grounded=False)
     test = load_ambigqa("dev-test", grounded=False)
+    early = load_ambigqa("dev-test-early", grounded=False)
     dev = load_ambigqa("dev", grounded=False)
-    assert {i.id for i in selection}.isdisjoint({i.id for i in test})
-    assert {i.id for i in selection} | {i.id for i in test} == {i.id for i in dev}
+    assert {i.id for i in selection}.isdisjoint({i.id for i in test} | {i.id for i in early})
+    assert {i.id for i in test}.isdisjoint({i.id for i in early})
+    assert {i.id for i in selection} | {i.id for i in test} | {i.id for i in early} == {i.id for i in dev}
     assert 0.45 < len(selection) / len(dev) < 0.55
     assert all(dev_slice(i.id) == "dev-selection" for i in selection)
+    # the dev-test items among the first dev items (which chose earlier checkpoints) stand apart
+    first = {i.id for i in dev[:EARLY_DEV_ITEMS]}
+    assert {i.id for i in early} == {i.id for i in test + early if i.id in first}
+    assert len(test) >= 300 and not first & {i.id for i in test}
     # a limit takes the first items of the slice, never items of the other one
     assert [i.id for i in load_ambigqa("dev-test", limit=30, grounded=False)] == [i.id for i in test[:30]]
     # an item's documents do not depend on the slice it is loaded through
@@ -119,6 +126,16 @@ def test_dev_slices_are_disjoint_fixed_by_id_and_cover_dev():
     for item in load_ambigqa("dev-selection", limit=20):
         if item.id in by_id:
             assert item.documents == by_id[item.id].documents
+
+
+def test_distractors_come_from_the_items_own_slice():
+    pool = load_ambigqa("dev", grounded=False)
+    for split in ("dev-test", "dev-selection"):
+        half = tuple(i for i in pool if dev_slice(i.id) == dev_slice(load_ambigqa(split, limit=1)[0].id))
+        for item in load_ambigqa(split, limit=5):
+            bare = next(i for i in pool if i.id == item.id)
+            assert item.documents == grounded_documents(bare, half).documents
+            assert item.documents != grounded_documents(bare, pool).documents
 
 
 def test_documents_are_stable_per_seed_and_differ_across_seeds():
@@ -173,7 +190,13 @@ def test_train_flags_take_lists_of_choices_and_refuse_others():
     with pytest.raises(SystemExit):
         parser.parse_args(["--bootstrap-actions", "shout"])
     with pytest.raises(ValueError, match="train nothing"):
+        TrainConfig(iterations=0, bootstrap_items=0, value_items=0)
+    # a value head alone describes a policy that exists already
+    with pytest.raises(ValueError, match="init-adapter"):
         TrainConfig(iterations=0, bootstrap_items=0)
+    alone = TrainConfig(iterations=0, bootstrap_items=0, init_adapter="a", value_items=10, value_start=2000)
+    assert alone.value_range() == (2000, 2010)
+    assert TrainConfig(train_items=5, bootstrap_items=3, value_items=4).value_range() == (8, 12)
 
 
 def test_eval_refuses_an_unknown_slice_in_one_line():
