@@ -187,6 +187,18 @@ def merged_checkpoint(base: Path, adapter: Path, cache: Path | None = None) -> P
                        lambda directory: export_merged(base, adapter, directory))
 
 
+def value_checkpoint(base: Path, adapter: Path, cache: Path | None = None) -> Path:
+    """The policy's value export (a sequence-classification checkpoint with the value head as
+    its score layer, `value.export_value_model`), built once and cached, for vLLM's pooling
+    runner."""
+    from .value import ValueHead, export_value_model
+
+    adapter = Path(adapter)
+    merged = merged_checkpoint(base, adapter, cache)
+    return _build_once((cache or cache_dir()) / "models" / f"value-{adapter_fingerprint(adapter)}",
+                       lambda directory: export_value_model(merged, ValueHead.load(adapter), directory))
+
+
 def export_merged(base: Path, adapter: Path | None, directory: Path) -> None:
     """Write base (+ adapter, merged) as a plain Hugging Face checkpoint: what `vllm serve`
     and any transformers user loads, with the prompt format recorded."""

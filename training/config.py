@@ -110,6 +110,16 @@ class TrainConfig(BaseModel):
         "action is picked: each item's own episodes, or every item with the same number of "
         "readings (improve.py says why).")
 
+    # value head (policy/value.py, training/value.py)
+    value_items: int = Field(1000, ge=0, description="Train items the final policy plays with "
+                             "each first action forced, greedily and with question redraws as "
+                             "served, to fit the expected-value head that decides by the costs "
+                             "(askwise serve --decision value); 0 fits none.")
+    value_start: int | None = Field(None, ge=0, description="Index of the first of those items "
+                                    "among the usable train items (default: right after the "
+                                    "train_items + bootstrap_items this run trains on, so the "
+                                    "head sees how the policy does on items it did not learn).")
+
     # fine-tune
     lora: bool = Field(True, description="LoRA via peft (--no-lora: full fine-tuning).")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
@@ -151,11 +161,18 @@ class TrainConfig(BaseModel):
     def _grid_is_valid(self) -> TrainConfig:
         for value in self.train_alphas + self.train_betas:
             Costs(alpha=float(value), beta=0.0)  # finite and >= 0, as the server demands
-        if self.iterations == 0 and self.bootstrap_items == 0:
-            raise ValueError("iterations 0 with bootstrap_items 0 would train nothing")
+        if self.iterations == 0 and self.bootstrap_items == 0 and self.value_items == 0:
+            raise ValueError("iterations 0 with bootstrap_items 0 and value_items 0 would train nothing")
+        if self.iterations == 0 and self.bootstrap_items == 0 and self.init_adapter is None and self.lora:
+            raise ValueError("a value head alone needs the policy it describes: --init-adapter")
         if self.grow_only and self.iterations == 0:
             raise ValueError("grow_only needs an iteration to grow")
         return self
+
+    def value_range(self) -> tuple[int, int]:
+        """[first, last) indices of the value head's items among the usable train items."""
+        start = self.train_items + self.bootstrap_items if self.value_start is None else self.value_start
+        return start, start + self.value_items
 
     def train_grid(self) -> list[Costs]:
         return [Costs(alpha=float(a), beta=float(b)) for a in self.train_alphas for b in self.train_betas]

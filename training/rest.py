@@ -86,9 +86,11 @@ def train(config: TrainConfig) -> Path:
     if state.is_main_process:
         config.save(out / "config.json")
     base = config.base_model or ensure_base_checkpoint()
-    pool = load_ambigqa("train", limit=config.train_items + config.bootstrap_items,
+    value_start, value_end = config.value_range()
+    pool = load_ambigqa("train", limit=max(config.train_items + config.bootstrap_items, value_end),
                         grounded=config.setting == "grounded", seed=config.seed)
-    items, boot_items = pool[:config.train_items], pool[config.train_items:]
+    items = pool[:config.train_items]
+    boot_items = pool[config.train_items:config.train_items + config.bootstrap_items]
     report: dict = {"config": json.loads(config.model_dump_json()), "machine": machine(),
                     "iterations": []}
 
@@ -118,6 +120,11 @@ def train(config: TrainConfig) -> Path:
     final = out / ("adapter" if config.lora else "model")
     if state.is_main_process:
         _publish(adapter if config.lora else base, final)
+    state.wait_for_everyone()
+    if config.value_items:
+        report["value"] = _value_stage(config, state, pool[value_start:value_end], base, adapter,
+                                       out / "value", final)
+    if state.is_main_process:
         (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     state.wait_for_everyone()
     return final
@@ -179,6 +186,38 @@ def _grow_and_improve(config: TrainConfig, state, items: list[Item], base: Path,
     if state.is_main_process:
         (folder / "improve.json").write_text(json.dumps(summary, indent=2) + "\n")
     return examples, summary
+
+
+def _value_stage(config: TrainConfig, state, items: list[Item], base: Path, adapter: Path | None,
+                 folder: Path, final: Path) -> dict:
+    """Play the final policy's forced actions on `items`, fit the value head on what they
+    realised and write it into `final` (training/value.py)."""
+    from askwise.policy.checkpoints import merged_checkpoint
+    from askwise.policy.questions import DEFAULT_REDRAWS
+
+    from .value import cv_summary, fit_from_folder, value_specs
+
+    folder.mkdir(exist_ok=True)
+    specs = value_specs(items, config.train_grid(), config.seed)
+    played = {e.key for e in load_episodes(folder / "episodes.jsonl")}
+    if state.is_main_process and any(spec.key not in played for spec in specs):
+        # Greedy with redraws: the replies the head describes are the ones a server sends.
+        served = config.model_copy(update={"question_redraws": DEFAULT_REDRAWS})
+        params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
+        asyncio.run(play(served, base, adapter, specs, params, folder / "episodes.jsonl",
+                         "value play", folder))
+    state.wait_for_everyone()
+    report: dict = {}
+    if state.is_main_process:
+        model_dir = merged_checkpoint(base, adapter) if adapter is not None else base
+        head, report = fit_from_folder(folder, items, model_dir, config.max_questions,
+                                       config.torch_threads, config.seed)
+        start, end = config.value_range()
+        head.save(final, items=f"AmbigQA train, usable items {start} to {end - 1}",
+                  setting=config.setting, fit=report)
+        print(f"value head: {cv_summary(report)}")
+    state.wait_for_everyone()
+    return report
 
 
 def _release_memory() -> None:
