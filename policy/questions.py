@@ -200,7 +200,7 @@ def draw_params(params: SamplingParams, draw: int) -> SamplingParams:
                    max_tokens=min(params.max_tokens, REDRAW_MAX_TOKENS),
                    allowed_prefixes=(ACTION_PREFIXES[Action.CLARIFY],),
                    regex=action_regex((Action.CLARIFY,)) if params.regex else None,
-                   prefix_probabilities=False,
+                   prefix_probabilities=False, choice_prefixes=(), decision=None,
                    seed=None if params.seed is None else params.seed + 104729 * (draw + 1))
 
 

@@ -11,11 +11,13 @@ from .base import (
     EngineUnavailable,
     EngineUnreachable,
     SamplingParams,
+    StateDecision,
     StreamChunk,
     UnknownModel,
 )
 
 __all__ = [
     "ChatMessages", "Completion", "Engine", "EngineBadResponse", "EngineError", "EngineRejected",
-    "EngineTimeout", "EngineUnavailable", "EngineUnreachable", "SamplingParams", "StreamChunk", "UnknownModel",
+    "EngineTimeout", "EngineUnavailable", "EngineUnreachable", "SamplingParams", "StateDecision",
+    "StreamChunk", "UnknownModel",
 ]

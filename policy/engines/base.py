@@ -9,10 +9,25 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 ChatMessages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class StateDecision:
+    """Prefixes chosen from the prompt's own state, by an engine that runs the model itself.
+
+    The engine reads the last hidden state (after the final norm) at the last token of the
+    first `prefix_messages` messages, as the chat template renders them without a generation
+    prompt, during the prefill it runs anyway; calls `choose(state)` (a 1-D tensor) before the
+    first reply token; and from then on allows only the prefixes it returns. What `choose`
+    returns beside them is handed back to the caller (`StreamChunk.decision`,
+    `Completion.decision`) before any reply text."""
+
+    prefix_messages: int
+    choose: Callable[[object], tuple[tuple[str, ...], object]]
 
 
 @dataclass(frozen=True)
@@ -24,7 +39,9 @@ class SamplingParams:
     with structured outputs (vLLM) take `regex`, or the prefixes turned into one. `stop`
     strings end the reply, and are not part of it (OpenAI semantics). With
     `prefix_probabilities`, the completion says how likely the model found each allowed
-    prefix where the reply picked one (`prefix_choice.py`).
+    prefix (or each of `choice_prefixes`, when given: a reply forced to one prefix still
+    reports the model's own preference among several) where the reply picked one
+    (`prefix_choice.py`). `decision`: see `StateDecision` (in-process engines only).
     """
 
     max_tokens: int = 256
@@ -35,6 +52,13 @@ class SamplingParams:
     regex: str | None = None
     stop: tuple[str, ...] = ()
     prefix_probabilities: bool = False
+    choice_prefixes: tuple[str, ...] = ()
+    decision: StateDecision | None = None
+
+    @property
+    def reported_prefixes(self) -> tuple[str, ...]:
+        """The prefixes whose probabilities `prefix_probabilities` reports."""
+        return self.choice_prefixes or self.allowed_prefixes
 
 
 @dataclass(frozen=True)
@@ -45,16 +69,21 @@ class Completion:
     finish_reason: str  # "stop" or "length"
     # Each allowed prefix's probability where the reply picked one, when asked for and known.
     prefix_probabilities: dict[str, float] | None = None
+    # What `SamplingParams.decision` chose, when it was given.
+    decision: object = None
 
 
 @dataclass(frozen=True)
 class StreamChunk:
     """A piece of a streamed reply; the last chunk carries the whole `completion`.
-    `prefix_probabilities` is on every chunk from the one where the prefix was picked."""
+    `prefix_probabilities` is on every chunk from the one where the prefix was picked;
+    `decision` on one chunk of its own, before any text, when `SamplingParams.decision`
+    chose."""
 
     text: str
     completion: Completion | None = None
     prefix_probabilities: dict[str, float] | None = None
+    decision: object = None
 
 
 class EngineError(Exception):
@@ -107,6 +136,9 @@ class UnknownModel(EngineError):
 
 class Engine(ABC):
     """A policy checkpoint behind `complete`, `complete_batch` and `stream`."""
+
+    # Whether `SamplingParams.decision` is run (in-process engines, which see the states).
+    runs_decisions = False
 
     @abstractmethod
     async def complete(self, messages: ChatMessages, params: SamplingParams,

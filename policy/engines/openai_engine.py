@@ -157,7 +157,7 @@ class OpenAIEngine(Engine):
             regex = "(" + "|".join(re.escape(p) for p in params.allowed_prefixes) + r")[\s\S]*"
         if self.structured_outputs and regex:
             body["structured_outputs"] = {"regex": regex}
-        if params.prefix_probabilities and len(params.allowed_prefixes) > 1:
+        if params.prefix_probabilities and len(params.reported_prefixes) > 1:
             body["logprobs"], body["top_logprobs"] = True, TOP_LOGPROBS
         return body
 
@@ -237,6 +237,22 @@ class OpenAIEngine(Engine):
             prefix_probabilities=picked.result,
         ), prefix_probabilities=picked.result)
 
+    async def classify(self, messages: ChatMessages, model: str | None = None) -> list[float]:
+        """vLLM's `/classify` on `messages`, rendered by the chat template without a generation
+        prompt: the classification head's raw outputs (`use_activation: false`, no softmax).
+        The server is a pooling one (`--runner pooling`) serving a classification model."""
+        body = {"model": await self._resolve_model(model), "messages": messages,
+                "add_generation_prompt": False, "use_activation": False}
+        async with self._request("POST", "/classify", body, root=True) as response:
+            data = _load_json(await _read(response))
+        try:
+            outputs = [float(x) for x in data["data"][0]["probs"]]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise EngineBadResponse(f"backend answered an unexpected classification: {exc!r}") from None
+        if not all(math.isfinite(x) for x in outputs):
+            raise EngineBadResponse("backend answered a classification that is not finite")
+        return outputs
+
     # ------------------------------------------------------------------ HTTP plumbing
 
     async def _send(self, body: dict) -> _Exchange:
@@ -256,13 +272,16 @@ class OpenAIEngine(Engine):
         async with self._request("GET", path) as response:
             return _load_json(await _read(response))
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> _Exchange:
+    def _request(self, method: str, path: str, body: dict | None = None, root: bool = False) -> _Exchange:
+        """`path` under the API's /v1, or (`root`) under the server's root, where vLLM serves
+        its pooling endpoints."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers, timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=KEEPALIVE_S),
                 json_serialize=_dumps)
-        return _Exchange(self._session, method, self.base_url + path, body, self.timeout_s)
+        base = self.base_url.removesuffix("/v1") if root else self.base_url
+        return _Exchange(self._session, method, base + path, body, self.timeout_s)
 
 
 class _Exchange:
@@ -314,8 +333,8 @@ class _PrefixLogprobs:
     sends none, or sends them malformed, leaves the result None: never an error."""
 
     def __init__(self, params: SamplingParams):
-        wanted = params.prefix_probabilities and params.allowed_prefixes
-        self.choice = PrefixChoice(params.allowed_prefixes) if wanted else None
+        wanted = params.prefix_probabilities and params.reported_prefixes
+        self.choice = PrefixChoice(params.reported_prefixes) if wanted else None
         self.text = ""
 
     @property

@@ -9,7 +9,9 @@ A request joins at the next step after it arrives, if its tokens fit the KV budg
 not fit wait in arrival order. Prompts that start like an earlier one (the same instructions
 and documents, or the same question) reuse its cached keys (`kv_cache.py`). Each request samples with its own
 parameters and seed, starts with one of its allowed prefixes, stops at its stop strings, and
-streams its text as it forms.
+streams its text as it forms. A request with a `StateDecision` has its prefixes chosen from
+the final norm's output at one of its prompt positions, read off the step that computes that
+position (a hook on the norm; no second pass), before its first reply token.
 
 transformers' own continuous-batching generator (`generate_batch`) was measured first and is
 not used: on a 2-core CPU it ran at 0.70x of this engine's tokens/s on the same prompts
@@ -75,6 +77,12 @@ class _Request:
     generator: object = None
     choice: PrefixChoice | None = None  # when the caller asked for prefix probabilities
     free: bool = False  # past its allowed prefix: every token is the model's choice
+    allowed: tuple[str, ...] = ()  # the prefixes it may start with (a decision narrows them)
+    state_index: int | None = None  # prompt position whose hidden state a decision reads
+    decision: object = None  # what the decision reported
+
+    def __post_init__(self) -> None:
+        self.allowed = self.params.allowed_prefixes
 
     def send(self, kind: str, payload) -> None:
         try:
@@ -84,6 +92,8 @@ class _Request:
 
 
 class TransformersEngine(Engine):
+    runs_decisions = True
+
     def __init__(
         self,
         model_path: str | Path | Callable[[], str | Path],
@@ -198,6 +208,8 @@ class TransformersEngine(Engine):
                     yield StreamChunk(payload, prefix_probabilities=picked)
                 elif kind == "choice":
                     picked = payload
+                elif kind == "decision":
+                    yield StreamChunk("", decision=payload)
                 elif kind == "done":
                     yield StreamChunk("", payload)
                     return
@@ -270,6 +282,12 @@ class TransformersEngine(Engine):
         if self.model.config._attn_implementation != RAGGED_ATTENTION:
             raise EngineError(f"{self.model_path}: this architecture does not take a custom attention")
         config = self.model.config
+        # The final norm's output is the state a `StateDecision` reads; kept for one step.
+        self._hidden = None
+        norm = getattr(self.model.get_decoder(), "norm", None)
+        self._has_state = norm is not None
+        if norm is not None:
+            norm.register_forward_hook(lambda module, args, output: setattr(self, "_hidden", output))
         limit_heap_growth()  # steps allocate tensors of ever-changing shapes
         # Reduced-precision CPU kernels cache one compiled kernel per shape (kv_cache.bucket).
         self.shape_buckets = (dtype != torch.float32 and self.device.type == "cpu"
@@ -299,8 +317,10 @@ class TransformersEngine(Engine):
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
         request.prompt_ids = list(ids)
-        if request.params.prefix_probabilities and request.params.allowed_prefixes:
-            request.choice = PrefixChoice(request.params.allowed_prefixes)
+        if request.params.decision is not None:
+            request.state_index = self._state_index(request)
+        if request.params.prefix_probabilities and request.params.reported_prefixes:
+            request.choice = PrefixChoice(request.params.reported_prefixes)
             if request.choice.result is not None:  # one prefix allowed: nothing to pick
                 request.send("choice", request.choice.result)
         budget = self.max_model_len - len(request.prompt_ids)
@@ -309,6 +329,21 @@ class TransformersEngine(Engine):
                 f"prompt is {len(request.prompt_ids)} tokens; with max_tokens="
                 f"{request.params.max_tokens} it exceeds the model's {self.max_model_len}-token context",
                 param="messages")
+
+    def _state_index(self, request: _Request) -> int:
+        """The prompt position a decision reads: the last token of its leading messages."""
+        if not self._has_state:
+            raise EngineRejected("this model has no final norm to read a decision's state from")
+        leading = request.messages[:request.params.decision.prefix_messages]
+        ids = self.tokenizer.apply_chat_template(leading, add_generation_prompt=False,
+                                                 tokenize=True, return_dict=False)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        ids = list(ids)
+        if not ids or request.prompt_ids[:len(ids)] != ids:
+            raise EngineRejected("the chat template does not render the decision's leading "
+                                 "messages as a prefix of the prompt")
+        return len(ids) - 1
 
     # ------------------------------------------------------------------ scheduling
 
@@ -352,6 +387,9 @@ class TransformersEngine(Engine):
         prompt (always leaving it one prompt token, whose logits give the first reply token)."""
         prefix, shared = self.pool.match(request.prompt_ids)
         shared = min(shared, len(request.prompt_ids) - 1)
+        if request.state_index is not None:
+            # The state is read off the step that computes it: that position runs here.
+            shared = min(shared, request.state_index)
         if shared < MIN_PREFIX_TOKENS:
             prefix, shared = None, 0
         reserved = len(request.prompt_ids) - shared + request.params.max_tokens
@@ -393,7 +431,7 @@ class TransformersEngine(Engine):
 
     def _forward_and_sample(self) -> None:
         torch = self._torch
-        plan, inputs, positions, logit_rows = self._plan()
+        plan, inputs, positions, logit_rows, state_rows = self._plan()
         if plan.buckets:  # padding tokens: write nothing, attend to nothing, sampled never
             padding = bucket(len(inputs)) - len(inputs)
             inputs, positions = inputs + [inputs[-1]] * padding, positions + [0] * padding
@@ -405,6 +443,9 @@ class TransformersEngine(Engine):
             # (a step that only prefills keeps none)
             logits_to_keep=torch.tensor([i for i, _ in logit_rows], dtype=torch.long, device=self.device),
         ).logits[0]
+        hidden, self._hidden = self._hidden, None
+        for index, request in state_rows:
+            self._decide(request, hidden[0, index])
         rows = [request for _, request in logit_rows]
         for request in rows:
             if not request.out_ids:  # its prompt is whole in the pool now
@@ -414,11 +455,24 @@ class TransformersEngine(Engine):
             if not self._advance(request, token):
                 self._retire(request)
 
+    def _decide(self, request: _Request, state) -> None:
+        """Run the request's decision on its state; its prefixes are the decision's from now."""
+        try:
+            allowed, request.decision = request.params.decision.choose(state)
+        except Exception as exc:  # a broken decision fails its request, never the step
+            log.exception("decision failed")
+            request.send("error", EngineError(f"decision failed: {exc}"))
+            request.cancelled = True
+            return
+        request.allowed = tuple(allowed)
+        request.send("decision", request.decision)
+
     def _plan(self):
-        """The step's flattened tokens and positions, the attention plan, and which tokens'
-        logits are sampled (index in the step, request)."""
+        """The step's flattened tokens and positions, the attention plan, which tokens'
+        logits are sampled (index in the step, request), and which tokens' states a decision
+        reads (index in the step, request)."""
         torch, device = self._torch, self.device
-        inputs, positions, write, logit_rows = [], [], [], []
+        inputs, positions, write, logit_rows, state_rows = [], [], [], [], []
         decoding = [r for r in self._running if self._prompt_done(r) == len(r.prompt_ids)]
         prompting = [r for r in self._running if self._prompt_done(r) < len(r.prompt_ids)]
         plan_groups = []
@@ -456,6 +510,8 @@ class TransformersEngine(Engine):
             chunks.append(PromptChunk(
                 q_start=len(inputs), n=n, prefix_start=request.prefix.start if request.prefix else 0,
                 prefix_len=request.prefix_len, own_start=request.own_start, before=request.filled))
+            if request.state_index is not None and done <= request.state_index < done + n:
+                state_rows.append((len(inputs) + request.state_index - done, request))
             inputs.extend(request.prompt_ids[done:done + n])
             positions.extend(range(done, done + n))
             write.extend(range(request.own_start + request.filled, request.own_start + request.filled + n))
@@ -464,7 +520,7 @@ class TransformersEngine(Engine):
                 logit_rows.append((len(inputs) - 1, request))
         plan = StepPlan(self.pool, torch.tensor(write, device=device), plan_groups, chunks,
                         buckets=self.shape_buckets)
-        return plan, inputs, positions, logit_rows
+        return plan, inputs, positions, logit_rows, state_rows
 
     @staticmethod
     def _prompt_done(request: _Request) -> int:
@@ -508,7 +564,9 @@ class TransformersEngine(Engine):
             allowed = self._prefix_tokens(request)
             if allowed:
                 if request.choice is not None and not request.choice.done:
-                    choosing[line] = allowed, torch.softmax(logits[line], dim=-1)
+                    # the model's preference among every reported prefix, not only the allowed
+                    reported = self._tokens_towards(request.text, request.choice.prefixes)
+                    choosing[line] = reported, torch.softmax(logits[line], dim=-1)
                 index = torch.tensor([token_id for token_id, _ in allowed], device=logits.device)
                 masked = torch.full_like(logits[line], float("-inf"))
                 masked[index] = logits[line, index]
@@ -544,11 +602,14 @@ class TransformersEngine(Engine):
         """Tokens (id, text) that keep the text on one of the allowed prefixes; [] once free.
         Every request of a kind walks the same few texts, so the answers are kept rather than
         scanned from the vocabulary every step."""
-        prefixes = request.params.allowed_prefixes
+        prefixes = request.allowed
         if request.free or not prefixes or any(request.text.startswith(p) for p in prefixes):
             request.free = True  # a prefix is complete (or none was asked for): up to the model
             return []
-        key = request.text, prefixes
+        return self._tokens_towards(request.text, prefixes)
+
+    def _tokens_towards(self, text: str, prefixes: tuple[str, ...]) -> list[tuple[int, str]]:
+        key = text, prefixes
         if key not in self._allowed:
             if len(self._allowed) >= 4096:
                 self._allowed.clear()
@@ -594,5 +655,6 @@ class TransformersEngine(Engine):
                 text=request.text, prompt_tokens=len(request.prompt_ids),
                 completion_tokens=len(request.out_ids) + int(finished),
                 finish_reason="stop" if finished else "length",
-                prefix_probabilities=request.choice.result if request.choice else None))
+                prefix_probabilities=request.choice.result if request.choice else None,
+                decision=request.decision))
         return not done
