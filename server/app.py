@@ -16,6 +16,7 @@ from askwise.policy.costs import load_presets
 from askwise.policy.engines import Engine
 from askwise.policy.engines.replicas import ReplicaSet
 
+from .decision import value_source
 from .errors import APIError, error_response, install_error_handlers
 from .metrics import Metrics
 from .protocol import ErrorDetail, ErrorResponse
@@ -127,9 +128,10 @@ class _Guard:
         return await self.app(scope, counted_receive, send)
 
 
-def policy_calibration(settings: Settings) -> Calibration | None:
+def policy_calibration(settings: Settings, decision: str) -> Calibration | None:
     """The calibration asked for, else the one shipped with the default policy when the
-    embedded engine serves that policy: rates measured on one policy say nothing of another."""
+    embedded engine serves that policy with the decision it was measured with (`decision`:
+    value or policy): rates measured on one policy or decision say nothing of another."""
     from askwise.policy.checkpoints import default_adapter
 
     if settings.calibration is not None:
@@ -138,27 +140,34 @@ def policy_calibration(settings: Settings) -> Calibration | None:
     if settings.backend == "embedded" and shipped is not None and policy_adapter(settings) == shipped:
         path = shipped / "calibration.json"
         if path.exists():
-            return Calibration.load(path)
+            calibration = Calibration.load(path)
+            if calibration.source.get("decision", "policy") == decision:
+                return calibration
     return None
 
 
 def build_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
-    calibration = policy_calibration(settings)
+    value = value_source(settings, policy_adapter(settings) if settings.backend == "embedded" else None)
+    calibration = policy_calibration(settings, "value" if value is not None else "policy")
     presets = load_presets(settings.presets_file, calibration)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = ChatService(settings, engine or make_engine(settings), presets, Metrics(), calibration)
+        service = ChatService(settings, engine or make_engine(settings), presets, Metrics(), calibration,
+                              value)
         if isinstance(service.engine, ReplicaSet):
             service.metrics.watch_replicas(service.engine.replicas)
         app.state.service = service
-        log.info("askwise %s serving backend=%s on %s:%s", __version__, settings.backend,
-                 settings.host, settings.port)
+        log.info("askwise %s serving backend=%s on %s:%s, decision by %s", __version__,
+                 settings.backend, settings.host, settings.port,
+                 "expected value" if service.value is not None else "the policy's tag")
         try:
             yield
         finally:
             await app.state.service.engine.aclose()
+            if value is not None:
+                await value.aclose()
 
     app = FastAPI(title="askwise", version=__version__, lifespan=lifespan,
                   description="Steerable clarification policy: answer, answer every reading, or ask.")

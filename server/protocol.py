@@ -89,6 +89,19 @@ class ActionProbabilities(BaseModel):
     clarify: float
 
 
+class ExpectedOut(BaseModel):
+    """What an action is expected to give on this request, by the value head: F1 of the final
+    answer, its words, and questions asked. Its value at the request's costs is f1 -
+    alpha * questions - beta * words; the decision takes the highest."""
+
+    f1: float
+    words: float
+    questions: float
+
+
+ExpectedByAction = dict[Literal["answer", "multi_answer", "clarify"], ExpectedOut]
+
+
 class PolicyResult(BaseModel):
     """What the policy did with this turn; embedded in both response shapes."""
 
@@ -101,8 +114,15 @@ class PolicyResult(BaseModel):
     well_formed: bool = Field(description="False when the model's reply needed a parser fallback.")
     prompt_format: str
     action_probabilities: ActionProbabilities | None = Field(
-        default=None, description="The policy's probability of each action where it picked one; "
-        "null when the backend returned no token probabilities.")
+        default=None, description="The policy's probability of each action tag where its reply "
+        "starts (its own preference, also when the value decision chose); null when the backend "
+        "returned no token probabilities.")
+    decision: Literal["value", "policy"] = Field(
+        "policy", description="What chose the action: the expected-value head (value) or the "
+        "policy's own tag (policy; also every turn after a question).")
+    expected: ExpectedByAction | None = Field(
+        default=None, description="With the value decision: each allowed action's expected F1, "
+        "words and questions, from which the action was chosen.")
 
 
 class ChatResponse(PolicyResult):

@@ -30,15 +30,25 @@ from askwise.policy.prompt import (
     Document,
     Turn,
     allowed_actions,
+    questions_asked,
     render_prompt,
 )
 from askwise.policy.questions import Sources, grade, needs_redraw, redraw_question
 from askwise.policy.reward import count_words, turn_cost
+from askwise.policy.value import Expected, decide
 
 from .admission import Admission
+from .decision import ValueSource
 from .errors import APIError
 from .metrics import Metrics
-from .protocol import ActionProbabilities, AppliedCosts, DocumentIn, InterpretationOut, PolicyResult
+from .protocol import (
+    ActionProbabilities,
+    AppliedCosts,
+    DocumentIn,
+    ExpectedOut,
+    InterpretationOut,
+    PolicyResult,
+)
 from .settings import Settings
 
 
@@ -67,6 +77,8 @@ class Prepared:
     model: str
     target: dict[str, float] | None = None
     sources: Sources | None = None  # what a question's options are checked against
+    # The value decision's (action, expectations) when it was taken before generating.
+    decided: tuple[Action, dict[Action, Expected]] | None = None
 
 
 @dataclass
@@ -74,13 +86,34 @@ class Reply:
     parsed: ParsedAction
     completion: Completion
 
+    def decided(self, prepared: Prepared) -> tuple[Action, dict[Action, Expected]] | None:
+        """The value decision behind this reply: taken in the engine, or before it."""
+        return self.completion.decision or prepared.decided
+
 
 @dataclass
 class ActionEvent:
-    """A stream's first event: the action, and how likely the policy found each."""
+    """A stream's first event: the action, how likely the policy found each (null when the
+    value decision chose before the policy wrote a token), and the value decision's
+    expectations."""
 
     action: Action
     probabilities: ActionProbabilities | None
+    expected: dict[str, ExpectedOut] | None = None
+
+    def payload(self) -> dict:
+        """The event's fields as both endpoints send them."""
+        return {"action": self.action.value,
+                "action_probabilities": self.probabilities and self.probabilities.model_dump(),
+                "decision": "policy" if self.expected is None else "value",
+                "expected": self.expected and {a: e.model_dump() for a, e in self.expected.items()}}
+
+
+def expected_out(expected: dict[Action, Expected] | None) -> dict[str, ExpectedOut] | None:
+    if expected is None:
+        return None
+    return {a.value: ExpectedOut(f1=round(e.f1, 4), words=round(e.words, 2), questions=e.questions)
+            for a, e in expected.items()}
 
 
 def action_probabilities(by_prefix: dict[str, float] | None) -> ActionProbabilities | None:
@@ -101,9 +134,12 @@ def documents_from(items: list[DocumentIn | str]) -> list[Document]:
 
 class ChatService:
     def __init__(self, settings: Settings, engine: Engine, presets: dict[str, Preset], metrics: Metrics,
-                 calibration: Calibration | None = None):
+                 calibration: Calibration | None = None, value: ValueSource | None = None):
         self.settings = settings
         self.engine = engine
+        # A head runs inside an engine that runs decisions; a value server serves any engine.
+        runnable = value is not None and (value.client is not None or engine.runs_decisions)
+        self.value = value if runnable else None
         self.presets = presets
         self.metrics = metrics
         self.calibration = calibration
@@ -189,8 +225,31 @@ class ChatService:
         )
         messages = render_prompt(request.turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)
-        return Prepared(messages, params, costs, preset, model, target,
-                        Sources.of(request.turns, request.documents))
+        prepared = Prepared(messages, params, costs, preset, model, target,
+                            Sources.of(request.turns, request.documents))
+        if self.value is not None and questions_asked(request.turns) == 0:
+            await self._decide_by_value(prepared, actions)
+        return prepared
+
+    async def _decide_by_value(self, prepared: Prepared, actions: tuple[Action, ...]) -> None:
+        """Set up the value decision of an episode's opening turn (policy/value.py): inside
+        an engine that runs it on its own prefill, else from the value server, with the
+        reply then forced to the action chosen. Either way the policy's own probabilities of
+        each action are still reported."""
+        params = replace(prepared.params, choice_prefixes=prepared.params.allowed_prefixes)
+        if self.value.head is not None and self.engine.runs_decisions:
+            report = lambda action, expected: (action, expected)  # noqa: E731
+            prepared.params = replace(params, decision=self.value.head.decision(
+                prepared.costs, actions, len(prepared.messages) - 1, report))
+            return
+        try:
+            expected = await self.value.expected(prepared.messages, actions)
+        except EngineError as exc:
+            raise self._backend_failure(exc) from None
+        action = decide(expected, prepared.costs)
+        prepared.decided = action, expected
+        prepared.params = replace(params, allowed_prefixes=action_prefixes((action,)),
+                                  regex=action_regex((action,)))
 
     def _solve(self, target: dict[str, float]) -> Costs:
         """The costs the calibration gives for `target`, worked out once per target."""
@@ -227,6 +286,8 @@ class ChatService:
             well_formed=parsed.well_formed,
             prompt_format=PROMPT_FORMAT_VERSION,
             action_probabilities=action_probabilities(reply.completion.prefix_probabilities),
+            decision="value" if reply.decided(prepared) else "policy",
+            expected=expected_out((reply.decided(prepared) or (None, None))[1]),
         )
 
     def _count_tokens(self, completion: Completion) -> None:
@@ -277,10 +338,12 @@ class ChatService:
         tokens = reply.completion.completion_tokens + redraw.completion_tokens
         if redraw.parsed is None:
             return Reply(reply.parsed, replace(reply.completion, completion_tokens=tokens))
-        # The action and its probabilities are the first reply's; only the question changed.
+        # The action, its probabilities and its decision are the first reply's; only the
+        # question changed.
         completion = replace(redraw.completion, completion_tokens=tokens,
                              prompt_tokens=reply.completion.prompt_tokens,
-                             prefix_probabilities=reply.completion.prefix_probabilities)
+                             prefix_probabilities=reply.completion.prefix_probabilities,
+                             decision=reply.completion.decision)
         return Reply(redraw.parsed, completion)
 
     async def open_stream(self, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
@@ -298,13 +361,28 @@ class ChatService:
         announced = False
         # A question is held until it is whole: one nobody can answer is drawn again.
         holding = False
+        redraws = bool(self.settings.question_redraws)
+
+        def decided(action: Action, expected: dict[Action, Expected]) -> tuple[str, ActionEvent]:
+            nonlocal announced, holding
+            announced, holding = True, action is Action.CLARIFY and redraws
+            return "action", ActionEvent(action, None, expected_out(expected))
+
         try:
+            if prepared.decided is not None:  # chosen before the reply: it goes out first
+                yield decided(*prepared.decided)
             while chunk is not None:
+                if chunk.decision is not None:  # chosen in the engine, before any reply token
+                    if not announced:
+                        yield decided(*chunk.decision)
+                    chunk = await self._next(chunks)
+                    continue
                 if chunk.completion is not None:
                     tail, parsed = parser.finish()
                     if not announced:
                         yield "action", ActionEvent(parsed.action, action_probabilities(
-                            chunk.completion.prefix_probabilities))
+                            chunk.completion.prefix_probabilities),
+                            expected_out((Reply(parsed, chunk.completion).decided(prepared) or (None, None))[1]))
                     self._count_tokens(chunk.completion)
                     reply = Reply(parsed, chunk.completion)
                     if holding or not announced:
@@ -320,7 +398,7 @@ class ChatService:
                     announced = True
                     yield "action", ActionEvent(parser.action,
                                                 action_probabilities(chunk.prefix_probabilities))
-                    if parser.action is Action.CLARIFY and self.settings.question_redraws:
+                    if parser.action is Action.CLARIFY and redraws:
                         holding = True
                 if delta and not holding:
                     yield "delta", delta

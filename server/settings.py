@@ -76,6 +76,17 @@ class Settings(BaseSettings):
                                  "step: one per decoding request, the rest prompt chunks.")
 
     # Policy
+    decision: Literal["auto", "value", "policy"] = Field(
+        "auto", description="What picks a turn's first action. value: the expected-value head "
+        "(each action's expected F1, words and questions, argmax of F1 - alpha*questions - "
+        "beta*words at the request's costs; the embedded engine runs the head the adapter ships, "
+        "an OpenAI backend needs --value-url); policy: the tag the policy writes, conditioned on "
+        "the costs in its prompt. auto: value where a head is available.")
+    value_url: str | None = Field(None, description="OpenAI backend: base URL of a vLLM pooling "
+                                  "server of the policy's value export (askwise export --value; "
+                                  "askwise vllm-cpu --value), asked for the expectations.")
+    value_model: str | None = Field(None, description="The model name the value server serves "
+                                    "(default: its first).")
     presets_file: Path | None = Field(None, description="TOML file adding or replacing cost presets.")
     calibration: Path | None = Field(None, description="Calibration file (askwise calibrate): lets "
                                      "presets and requests give target action rates instead of "

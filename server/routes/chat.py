@@ -28,8 +28,9 @@ async def chat(body: ChatRequest, request: Request):
     """One policy turn: the action taken, what the user sees, and what it cost.
 
     With `stream=true`, server-sent events: `{"type": "action", "action",
-    "action_probabilities"}` as soon as the action is known, `{"type": "delta", "text"}` for the user-visible text, then
-    `{"type": "done", "response": <ChatResponse>}` and `[DONE]`.
+    "action_probabilities", "decision", "expected"}` as soon as the action is known (with the
+    value decision, before the reply's first token), `{"type": "delta", "text"}` for the
+    user-visible text, then `{"type": "done", "response": <ChatResponse>}` and `[DONE]`.
     """
     service = request.app.state.service
     turn = TurnRequest(
@@ -49,8 +50,7 @@ async def chat(body: ChatRequest, request: Request):
     async def render_stream(prepared: Prepared, events) -> AsyncIterator[dict]:
         async for kind, value in events:
             if kind == "action":
-                yield {"type": "action", "id": request_id, "action": value.action.value,
-                       "action_probabilities": value.probabilities and value.probabilities.model_dump()}
+                yield {"type": "action", "id": request_id, **value.payload()}
             elif kind == "delta":
                 yield {"type": "delta", "text": value}
             else:

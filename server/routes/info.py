@@ -44,13 +44,15 @@ async def healthz():
     "description": "Not ready: loading, backend down, or draining",
     "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def readyz(request: Request):
-    """Readiness: the model is loaded (embedded) or a backend replica answers (openai), and
-    the server is not shutting down."""
+    """Readiness: the model is loaded (embedded) or a backend replica answers (openai), the
+    value server answers where one decides, and the server is not shutting down."""
     service = request.app.state.service
     if service.admission.closed:
         return JSONResponse({"status": "draining", "reason": "shutting down"}, status_code=503)
     try:
         await service.engine.check_ready()
+        if service.value is not None:
+            await service.value.check_ready()
     except EngineError as exc:
         return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503,
                             headers={"Retry-After": str(round(exc.retry_after or 5))})

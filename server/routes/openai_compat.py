@@ -87,9 +87,7 @@ async def chat_completions(body: OpenAIChatRequest, request: Request):
         yield choice({"role": "assistant", "content": ""})
         async for kind, value in events:
             if kind == "action":
-                yield {**choice({}), "askwise": {
-                    "action": value.action.value,
-                    "action_probabilities": value.probabilities and value.probabilities.model_dump()}}
+                yield {**choice({}), "askwise": value.payload()}
             elif kind == "delta":
                 yield choice({"content": value})
             else:
