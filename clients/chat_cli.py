@@ -70,6 +70,13 @@ def describe(reply) -> str:
         lines.append(f"  - if you mean {reading.interpretation}: {reading.answer}")
     lines.append(f"  (alpha={reply.costs.alpha:g} beta={reply.costs.beta:g} preset={reply.costs.preset}; "
                  f"{reply.words} words, this turn cost {reply.cost_incurred:.3f})")
+    if reply.expected:
+        # what the decision weighed: each action's expected F1 and words, and its value here
+        costs, names = reply.costs, {"answer": "answer", "multi_answer": "list", "clarify": "ask"}
+        parts = [f"{names[a]} F1 {e.f1:.2f}, {e.words:.0f} words -> "
+                 f"{e.f1 - costs.alpha * e.questions - costs.beta * e.words:+.2f}"
+                 for a, e in reply.expected.items()]
+        lines.append("  (expected: " + "; ".join(parts) + ")")
     if reply.action_probabilities is not None:
         p = reply.action_probabilities
         lines.append(f"  (the policy's odds: answer {p.answer:.2f}, list {p.multi_answer:.2f}, "

@@ -7,6 +7,7 @@
         reply.action            # Action.CLARIFY, ANSWER or MULTI_ANSWER
         reply.message           # what to show or speak
         reply.action_probabilities  # answer=0.81 multi_answer=0.02 clarify=0.17 (or None)
+        reply.expected          # {"clarify": ExpectedOut(f1=0.57, words=2.5, questions=1.0), ...}
 
 Requests and responses are the server's own pydantic models (`askwise.server.protocol`):
 what the SDK sends is validated by the same schema the gateway applies, and what it returns
@@ -29,7 +30,14 @@ from dataclasses import dataclass
 import httpx
 
 from askwise.policy.actions import Action
-from askwise.server.protocol import ActionProbabilities, ChatRequest, ChatResponse, DocumentIn, MessageIn
+from askwise.server.protocol import (
+    ActionProbabilities,
+    ChatRequest,
+    ChatResponse,
+    DocumentIn,
+    ExpectedOut,
+    MessageIn,
+)
 
 RETRY_STATUSES = (429, 503)
 DEFAULT_TIMEOUT_S = 120.0
@@ -136,6 +144,8 @@ class StreamEvent:
     type: str
     action: Action | None = None
     action_probabilities: ActionProbabilities | None = None  # with "action"
+    decision: str | None = None  # with "action": "value" or "policy"
+    expected: dict[str, ExpectedOut] | None = None  # with "action", when the value decision chose
     text: str = ""
     response: ChatResponse | None = None
 
@@ -146,8 +156,11 @@ def _event(payload: dict) -> StreamEvent:
     kind = payload.get("type")
     if kind == "action":
         probabilities = payload.get("action_probabilities")
+        expected = payload.get("expected")
         return StreamEvent("action", action=Action(payload["action"]), action_probabilities=(
-            ActionProbabilities.model_validate(probabilities) if probabilities else None))
+            ActionProbabilities.model_validate(probabilities) if probabilities else None),
+            decision=payload.get("decision"),
+            expected={a: ExpectedOut.model_validate(e) for a, e in expected.items()} if expected else None)
     if kind == "delta":
         return StreamEvent("delta", text=payload.get("text", ""))
     if kind == "done":

@@ -9,7 +9,10 @@ Each line of the requests file is a request as the application sends it to /v1/c
 (`messages`, optional `documents`; costs and presets are ignored, answers are not needed).
 Every request is played once per (alpha, beta) of the grid, through a running gateway
 (`--url`) or the embedded policy, with greedy decoding and a reply just long enough to show
-the action tag. Results go to `<out>.records.jsonl` as they come, so an interrupted run
+the action tag. Where the value decision chose (the reply carries `expected`), one reply
+says what it chooses at every cost pair: the argmax of each action's expected value at
+those costs, exactly as the server takes it, so the request's other pairs are derived
+rather than played. Results go to `<out>.records.jsonl` as they come, so an interrupted run
 resumes where it stopped. The calibration file (`--out`) holds each cost pair's action rates
 and mean action probabilities, and the fitted monotone curves (`calibration.py`); a PNG of
 the curves goes beside it, with the chosen point marked when a target is given.
@@ -58,6 +61,8 @@ def register(subcommands) -> None:
     parser.add_argument("--base-model", type=Path, default=None, help="embedded: base checkpoint")
     parser.add_argument("--dtype", default="auto", help="embedded: auto, float32 or bfloat16")
     parser.add_argument("--torch-threads", type=int, default=None, help="embedded: torch threads")
+    parser.add_argument("--decision", choices=("auto", "value", "policy"), default="auto",
+                        help="embedded: what picks the action (askwise serve --decision)")
     parser.set_defaults(handler=run)
 
 
@@ -103,7 +108,7 @@ class GatewayTurns:
         self.model = model
         self.source = {"gateway": url, "model": model}
 
-    async def __call__(self, body: dict, alpha: float, beta: float) -> tuple[str, dict | None]:
+    async def __call__(self, body: dict, alpha: float, beta: float) -> tuple[str, dict | None, dict | None]:
         request = {**body, "costs": {"alpha": alpha, "beta": beta}, "max_tokens": REPLY_TOKENS}
         if self.model:
             request["model"] = self.model
@@ -111,7 +116,7 @@ class GatewayTurns:
         if response.status_code != 200:
             raise CalibrationError(f"the gateway answered {response.status_code}: {response.text[:300]}")
         data = response.json()
-        return data["action"], data.get("action_probabilities")
+        return data["action"], data.get("action_probabilities"), data.get("expected")
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -123,20 +128,23 @@ class EmbeddedTurns:
     def __init__(self, args: argparse.Namespace):
         from askwise.policy.costs import load_presets
         from askwise.server.app import make_engine, policy_adapter
+        from askwise.server.decision import value_source
         from askwise.server.metrics import Metrics
         from askwise.server.service import ChatService
         from askwise.server.settings import Settings
 
         settings = Settings(adapter=args.adapter, base_model=args.base_model, dtype=args.dtype,
-                            torch_threads=args.torch_threads, max_batch_size=32)
+                            torch_threads=args.torch_threads, max_batch_size=32, decision=args.decision)
+        adapter = policy_adapter(settings)
         self.engine = make_engine(settings)
         self.engine.wait_ready(900)  # the model loads in the engine's thread
-        self.service = ChatService(settings, self.engine, load_presets(), Metrics())
-        adapter = policy_adapter(settings)
+        self.service = ChatService(settings, self.engine, load_presets(), Metrics(),
+                                   value=value_source(settings, adapter))
         self.source = {"embedded": str(args.adapter or ("base model" if args.base_model else "shipped policy")),
-                       "adapter_sha256": adapter_digest(adapter) if adapter else None, "dtype": args.dtype}
+                       "adapter_sha256": adapter_digest(adapter) if adapter else None, "dtype": args.dtype,
+                       "decision": "value" if self.service.value is not None else "policy"}
 
-    async def __call__(self, body: dict, alpha: float, beta: float) -> tuple[str, dict | None]:
+    async def __call__(self, body: dict, alpha: float, beta: float) -> tuple[str, dict | None, dict | None]:
         from askwise.policy.costs import CostOverrides
         from askwise.policy.prompt import Turn
         from askwise.server.protocol import ChatRequest
@@ -151,7 +159,8 @@ class EmbeddedTurns:
         prepared = await self.service.prepare(turn)
         result = self.service.result(prepared, await self.service.run(prepared))
         probabilities = result.action_probabilities
-        return result.action.value, probabilities.model_dump() if probabilities else None
+        expected = result.model_dump(mode="json")["expected"]
+        return result.action.value, probabilities.model_dump() if probabilities else None, expected
 
     async def aclose(self) -> None:
         await self.engine.aclose()
@@ -180,26 +189,48 @@ async def measure(turns, requests: list[dict], alphas: list[float], betas: list[
     bar = tqdm(total=total, initial=total - len(todo), unit="turn",
                desc="calibrating", file=sys.stderr)
     with records_path.open("a") as sink:
-        async def play(i: int, a: float, b: float) -> None:
-            async with gate:
-                action, probabilities = await turns(requests[i], a, b)
-            record = {"key": keys[i], "alpha": a, "beta": b, "action": action, "probabilities": probabilities}
-            sink.write(json.dumps(record) + "\n")
+        def record(i: int, a: float, b: float, action: str, probabilities, expected) -> None:
+            row = {"key": keys[i], "alpha": a, "beta": b, "action": action,
+                   "probabilities": probabilities, "expected": expected}
+            sink.write(json.dumps(row) + "\n")
             sink.flush()
-            done[keys[i], a, b] = record
+            done[keys[i], a, b] = row
             bar.update()
 
-        # In chunks of `concurrency` requests: their first pairs, then all their other pairs.
+        async def play(i: int, a: float, b: float) -> dict | None:
+            async with gate:
+                action, probabilities, expected = await turns(requests[i], a, b)
+            record(i, a, b, action, probabilities, expected)
+            return expected
+
+        # In chunks of `concurrency` requests: their first pairs, then all their other pairs,
+        # played, or derived from the first pair's expectations where the value decision chose.
         by_request: dict[int, list[tuple[int, float, float]]] = {}
         for job in todo:
             by_request.setdefault(job[0], []).append(job)
         order = list(by_request)
         for start in range(0, len(order), concurrency):
             chunk = [by_request[i] for i in order[start:start + concurrency]]
-            await asyncio.gather(*(play(*jobs[0]) for jobs in chunk))
-            await asyncio.gather(*(play(*job) for jobs in chunk for job in jobs[1:]))
+            firsts = await asyncio.gather(*(play(*jobs[0]) for jobs in chunk))
+            rest = []
+            for jobs, expected in zip(chunk, firsts):
+                for i, a, b in jobs[1:]:
+                    if expected:
+                        record(i, a, b, derived_action(expected, a, b), None, expected)
+                    else:
+                        rest.append((i, a, b))
+            await asyncio.gather(*(play(*job) for job in rest))
     bar.close()
     return [done[k, a, b] for k in keys for a in alphas for b in betas]
+
+
+def derived_action(expected: dict, alpha: float, beta: float) -> str:
+    """The value decision's action at (alpha, beta), from a reply's `expected` (policy/value.py)."""
+    from .costs import Costs
+    from .value import Action, Expected, decide
+
+    costs = Costs(alpha=float(alpha), beta=float(beta))
+    return decide({Action(a): Expected(**e) for a, e in expected.items()}, costs).value
 
 
 def build(records: list[dict], alphas: list[float], betas: list[float], source: dict) -> Calibration:
