@@ -1,10 +1,16 @@
 """Evaluation like the paper's tables: a grid of costs, the policy against baselines.
 
-For every cell (alpha, beta) of the grid the policy plays each evaluation item once, greedily,
-with those costs in its prompt. Every system meets the same items with the same intents
-(drawn once per item from the seed) and the same user simulator (the literal user by
-default, simulator.py). The run says which slice of the data it ran on in every file it writes
-(`split`: "dev-selection" for decisions, "dev-test" for a checkpoint being shipped; data.py).
+For every cell (alpha, beta) of the grid the policy plays each evaluation item greedily with
+those costs in its prompt, once with each first action forced: those are the replies. The
+evaluated decision (`decision`: the expected-value head, or the policy's own tag) picks one
+of them per item and cell (decisions.py), and the other decision is scored on the same
+replies as a baseline, so their paired difference is the decision alone. Every system meets
+the same items with the same intents (drawn once per item from the seed) and the same user
+simulator (the literal user by default, simulator.py). The run says which slice of the data
+it ran on in every file it writes (`split`: "dev-selection" for decisions, "dev-test" for a
+checkpoint being shipped, "dev-test-early" for the dev-test items that chose earlier
+checkpoints, reported apart; data.py). Without baselines (`--no-baselines`) the policy plays
+its own episodes, with its tag deciding.
 
 Baselines on the same items, at the same costs:
 - prompted: the base model with the same prompt, no training;
@@ -17,7 +23,13 @@ Baselines on the same items, at the same costs:
 - readings rule: per cell, the forced action that is best on average over the items with the
   same number of readings (1, 2, 3, 4 or more), taken for each of them: what knowing only
   how ambiguous an item is could reach with these replies. Chosen on the episodes it is
-  scored on, so optimistic.
+  scored on, so optimistic;
+- the other decision (the policy's tag when the head decides).
+
+Per cell, the evaluated decision against the cell's best fixed strategy (`best_fixed`: the
+paired difference and its standard error) and, with the head, each action's mean predicted F1
+and words against what its forced episodes realised (`estimates`); over the grid, `targets`
+counts them (decisions.py).
 
 The policy beats a baseline in a cell when its mean reward is higher by more than twice the
 standard error of the paired per-item difference (`beats`).
@@ -49,9 +61,19 @@ from askwise.policy.actions import parse_interpretations
 from askwise.policy.checkpoints import ensure_base_checkpoint, read_meta
 from askwise.policy.engines.base import SamplingParams
 from askwise.policy.questions import DEFAULT_REDRAWS
+from askwise.policy.value import has_value_head
 
 from .config import TRAIN_ALPHAS, TRAIN_BETAS
 from .data import SPLITS, Item, item_rng, load_ambigqa, readings, sample_intent
+from .decisions import (
+    chosen_episodes,
+    estimate_check,
+    policy_tags,
+    saved_tags,
+    targets,
+    value_choices,
+    value_estimates,
+)
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes
 from .leakcheck import leak_report
 from .quality import awareness, list_quality, question_quality, steering
@@ -81,7 +103,14 @@ class EvalConfig(BaseModel):
                                       "the unseen cells; askwise eval takes them from the "
                                       "adapter's askwise.json when it records them).")
     train_betas: list[float] = Field(TRAIN_BETAS, description="Betas seen in training (likewise).")
-    baselines: bool = Field(True, description="Also run the fixed strategies and the best forced reply per item.")
+    decision: Literal["value", "policy"] | None = Field(
+        None, description="What decides the first action: value (the expected-value head the "
+        "adapter carries; policy/value.py) or policy (the tag the policy writes). The other one "
+        "is scored on the same replies as a baseline. Default: value where the adapter has a "
+        "head.")
+    baselines: bool = Field(True, description="Play every first action forced (the replies the "
+                            "decisions choose from, and the fixed strategies); --no-baselines "
+                            "plays the policy's own episodes instead (decision policy only).")
     prompted: bool = Field(True, description="Also run the prompted base model (slow on CPU: "
                            "its replies run to max_tokens; ~30 min for 200 items x 25 cells).")
     output_dir: Path = Field(Path("runs/eval"), description="Where episodes, tables and plots go.")
@@ -113,6 +142,15 @@ class EvalConfig(BaseModel):
 
     def grid(self) -> list[Costs]:
         return [Costs(alpha=float(a), beta=float(b)) for a in self.alphas for b in self.betas]
+
+    def resolved_decision(self) -> str:
+        decision = self.decision or ("value" if has_value_head(self.adapter) else "policy")
+        if decision == "value" and not has_value_head(self.adapter):
+            raise ValueError(f"--decision value needs an adapter with a value head; {self.adapter} has none "
+                             "(askwise train --value-items fits one)")
+        if decision == "value" and not self.baselines:
+            raise ValueError("the value decision picks among the forced replies: drop --no-baselines")
+        return decision
 
 
 def load_items(config: EvalConfig) -> list[Item]:
@@ -171,12 +209,15 @@ def require_every_episode(runs: dict[str, list[EpisodeSpec]], results: dict[str,
 
 
 async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
-                       runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]]:
+                       runs: dict[str, list[EpisodeSpec]], items: list[Item] | None = None
+                       ) -> tuple[dict[str, list[Episode]], dict | None]:
+    """Every run's episodes and, given `items`, the policy's tag per (cell, item)."""
     params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
     out = config.output_dir
     saved = saved_episodes(out, runs)
-    if saved is not None:
-        return saved
+    tags = saved_tags(out / "tags-policy.jsonl", config.grid(), items) if items else None
+    if saved is not None and (tags is not None or not items):
+        return saved, tags
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
                               vllm_venv=config.vllm_venv, log_path=out / "rollout-server.log"
                               ) as engine, \
@@ -190,7 +231,10 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
                 concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name,
                 redraws=config.question_redraws)
         require_every_episode(runs, results)
-        return results
+        if items:
+            tags = await policy_tags(engine, items, config.grid(), config.max_questions,
+                                     out / "tags-policy.jsonl", config.rollout_concurrency)
+        return results, tags
 
 
 def cell_metrics(episodes: list[Episode], items: dict[str, Item], costs: Costs) -> dict:
@@ -328,20 +372,41 @@ def spearman(xs: list[float], ys: list[float]) -> float | None:
     return cov / (vx * vy) if vx and vy else None
 
 
+def _paired(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
+    diff = paired_difference(mine, theirs) or (0.0, 0.0)
+    return {"diff": diff[0], "se": diff[1]}
+
+
 def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
-              forced: dict[str, list[Episode]], prompted: list[Episode] | None) -> dict:
+              forced: dict[str, list[Episode]], prompted: list[Episode] | None,
+              others: dict[str, list[Episode]] | None = None,
+              estimates: dict[str, list[float]] | None = None) -> dict:
+    """The report's numbers. `policy`: the evaluated decision's episodes; `others`: other
+    decisions on the same replies, compared with it per cell; `estimates`: the head's
+    outputs per item, checked against what the forced episodes realised."""
     by_id = {item.id: item for item in items}
     grid = config.grid()
     cells = []
     for index, costs in enumerate(grid):
         mine = [e for e in policy if e.sample == index]
+        mine_by_item = item_rewards(mine, by_id, costs)
         cell = {"alpha": costs.alpha, "beta": costs.beta,
                 "unseen": costs.alpha not in config.train_alphas or costs.beta not in config.train_betas,
                 "policy": {**cell_metrics(mine, by_id, costs), **awareness(mine, by_id)}}
+        for name, episodes in (others or {}).items():
+            theirs = [e for e in episodes if e.sample == index]
+            cell.setdefault("decisions", {})[name] = {
+                **cell_metrics(theirs, by_id, costs), **awareness(theirs, by_id),
+                **_paired(mine_by_item, item_rewards(theirs, by_id, costs))}
         if forced:
             fixed = {name: item_rewards([e for e in eps if e.sample == index], by_id, costs)
                      for name, eps in forced.items()}
             cell["fixed"] = {name: mean_reward(r) for name, r in fixed.items()}
+            best_name = max(fixed, key=lambda n: mean_reward(fixed[n]))
+            cell["best_fixed"] = {"name": best_name, "reward": mean_reward(fixed[best_name]),
+                                  **_paired(mine_by_item, fixed[best_name])}
+            if estimates:
+                cell["estimates"] = estimate_check(forced, estimates, by_id, index)
             best = best_forced(fixed)
             cell["best_forced"] = best.pop("reward")
             cell["best_forced_actions"] = best
@@ -357,7 +422,6 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
         baselines = list(fixed.values()) if forced else []
         if prompted is not None:
             baselines.append(item_rewards([e for e in prompted if e.sample == index], by_id, costs))
-        mine_by_item = item_rewards(mine, by_id, costs)
         cell["beats_all_baselines"] = bool(baselines) and all(beats(mine_by_item, b) for b in baselines)
         # a plain "mean reward above" every baseline; `beats` is the stricter count (> 2 SE)
         mine_mean = mean_reward(mine_by_item)
@@ -395,6 +459,7 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
                                        lambda c, rate: c["best_forced_actions"][rate])
         summary["forced_questions"] = question_quality(forced.get("always-clarify", []), by_id)
         summary["forced_lists"] = list_quality(forced.get("always-multi", []), by_id)
+        summary["targets"] = targets(cells)
     if prompted is not None:
         summary["prompted_spearman_alpha_clarify"] = spearman(
             alphas, [c["prompted"]["clarify_rate"] for c in cells])
@@ -412,21 +477,34 @@ def evaluate(config: EvalConfig) -> dict:
     (out / "eval_config.json").write_text(config.model_dump_json(indent=2) + "\n")
     base = config.base_model or ensure_base_checkpoint()
     adapter = config.adapter
+    decision = config.resolved_decision() if adapter is not None else "policy"
     if adapter is not None:
         meta = read_meta(adapter)
         if meta.get("setting") and meta["setting"] != config.setting:
             print(f"note: {adapter} was trained in the {meta['setting']} setting")
     items = load_items(config)
-    runs = {"policy": eval_specs(items, config.grid(), config.seed)}
+    free = eval_specs(items, config.grid(), config.seed)
     if config.baselines:
-        for name, action in FIXED.items():
-            runs[name] = fixed_specs(items, config, action)
-    results = asyncio.run(_play_system(config, base, adapter, runs))
+        runs = {name: fixed_specs(items, config, action) for name, action in FIXED.items()}
+    else:
+        runs = {"policy": free}
+    results, tags = asyncio.run(_play_system(config, base, adapter, runs,
+                                             items if config.baselines else None))
     prompted = None
     if config.prompted and adapter is not None:
-        prompted = asyncio.run(_play_system(config, base, None, {"prompted": runs["policy"]}))["prompted"]
+        prompted = asyncio.run(_play_system(config, base, None, {"prompted": free}))[0]["prompted"]
     forced = {name: results[name] for name in FIXED if name in results}
-    summary = summarize(config, items, results["policy"], forced, prompted)
+    estimates, others = None, {}
+    if forced:
+        policy = chosen_episodes(forced, tags)
+        if decision == "value":
+            estimates = value_estimates(out / "estimates.json", items, base, adapter,
+                                        config.max_questions, config.torch_threads)
+            others["policy's tag"] = policy
+            policy = chosen_episodes(forced, value_choices(estimates, config.grid(), config.max_questions))
+    else:
+        policy = results["policy"]
+    summary = summarize(config, items, policy, forced, prompted, others, estimates)
     (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_markdown(summary, out / "eval.md")
     write_plots(summary, out)

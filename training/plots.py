@@ -71,7 +71,38 @@ def write_plots(summary: dict, out: Path) -> list[Path]:
     written.append(out / "reward_by_cell.png")
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
+    if "estimates" in cells[0]:
+        written.append(_estimates_plot(summary, cells, out, plt))
     return written
+
+
+def _estimates_plot(summary, cells, out: Path, plt) -> Path:
+    """Each action's mean predicted F1 and words against the realised, one point per cell."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, quantity in zip(axes, ("f1", "words")):
+        values = []
+        for k, action in enumerate(cells[0]["estimates"]):
+            xs = [c["estimates"][action][f"realised_{quantity}"] for c in cells]
+            ys = [c["estimates"][action][f"predicted_{quantity}"] for c in cells]
+            values += xs + ys
+            ax.scatter(xs, ys, s=14, color=f"C{k}", label=action)
+        low, high = min(values), max(values)
+        pad = (high - low) * 0.1 or 0.05
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], color="black", linewidth=0.6)
+        if quantity == "f1":
+            for shift in (-0.05, 0.05):
+                ax.plot([low - pad, high + pad], [low - pad + shift, high + pad + shift], ":", color="grey",
+                        linewidth=0.6)
+        ax.set(xlabel=f"realised mean {quantity} (forced episodes)", ylabel=f"predicted mean {quantity}",
+               title=f"Expected {quantity}: predicted vs realised, per cell")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{summary['dataset']} {summary.get('split', '')}: the value head's estimates "
+                 "(dotted: within 0.05)", fontsize=9)
+    fig.tight_layout()
+    path = out / "value_estimates.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _awareness_plot(summary, alphas, betas, at, out: Path, plt) -> Path:

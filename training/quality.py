@@ -72,8 +72,12 @@ def _asks_or_lists(e: Episode) -> bool:
 def awareness(episodes: list[Episode], items: dict[str, Item]) -> dict:
     groups = {"ambiguous": [e for e in episodes if items[e.item_id].ambiguous],
               "single": [e for e in episodes if not items[e.item_id].ambiguous]}
-    return {f"{name}_clarify_or_list": (sum(map(_asks_or_lists, group)) / len(group) if group else None)
-            for name, group in groups.items()}
+    result = {}
+    for name, group in groups.items():
+        n = len(group)
+        result[f"{name}_clarify_or_list"] = sum(map(_asks_or_lists, group)) / n if n else None
+        result[f"{name}_clarify"] = sum(e.first_action is Action.CLARIFY for e in group) / n if n else None
+    return result
 
 
 def steering(cells: list[dict], spearman, policy_rate, bound_rate) -> dict:

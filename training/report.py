@@ -60,6 +60,62 @@ def _quality_rows(summary: dict, row) -> None:
             row(f"Spearman({moving}, {rate} rate) within each {cost} {kind[:-1]}", "; ".join(cells))
 
 
+def _target_rows(summary: dict, row) -> None:
+    """The decision against the best fixed strategy and the readings rule, its rates against
+    the costs, and its estimates against what was realised (decisions.targets)."""
+    t = summary.get("targets")
+    if not t:
+        return
+    n = t["cells"]
+    if "never_behind_best_fixed" in t:
+        row("cells not behind the best fixed strategy by more than 1 paired SE",
+            f"{t['never_behind_best_fixed']} / {n}")
+        row("cells ahead of the best fixed strategy by more than 2 paired SE",
+            f"{t['ahead_of_best_fixed_by_2se']} / {n}")
+        row("cells at or above the readings rule's reward", f"{t['at_least_readings_rule']} / {n}")
+    row("largest rise of the clarify rate from one alpha to the next (0 or less: never rises)",
+        f"{t['largest_clarify_rise_with_alpha']:+.3f}")
+    row("largest rise of the multi-answer rate from one beta to the next",
+        f"{t['largest_multi_rise_with_beta']:+.3f}")
+    if "estimates_checked" in t:
+        row("(action, cell) pairs whose mean predicted F1 is within 0.05 of the realised",
+            f"{t['estimates_within_tolerance']} / {t['estimates_checked']} (largest error "
+            f"{t['largest_estimate_error']:.3f})")
+
+
+def _decision_sections(cells: list[dict]) -> list[tuple]:
+    """Grids of the evaluated decision against the best fixed strategy, the other decision
+    and its own estimates."""
+    sections = []
+    if "best_fixed" in cells[0]:
+        sections += [
+            ("Policy minus the best fixed strategy of the cell: mean reward difference",
+             lambda c: c["best_fixed"]["diff"], "{:+.3f}"),
+            ("... its paired standard error", lambda c: c["best_fixed"]["se"], "{:.3f}"),
+            ("Policy: clarify rate on ambiguous items", lambda c: c["policy"].get("ambiguous_clarify"), "{:.2f}"),
+            ("Policy: clarify rate on single-reading items", lambda c: c["policy"].get("single_clarify"), "{:.2f}"),
+        ]
+    for name in cells[0].get("decisions", {}):
+        sections += [
+            (f"Decision by {name}: mean reward (same replies)",
+             lambda c, n=name: c["decisions"][n]["reward"], "{:.3f}"),
+            (f"Policy minus decision by {name}: mean reward difference",
+             lambda c, n=name: c["decisions"][n]["diff"], "{:+.3f}"),
+            ("... its paired standard error", lambda c, n=name: c["decisions"][n]["se"], "{:.3f}"),
+            (f"Decision by {name}: clarify rate", lambda c, n=name: c["decisions"][n]["clarify_rate"], "{:.2f}"),
+            (f"Decision by {name}: multi-answer rate", lambda c, n=name: c["decisions"][n]["multi_rate"], "{:.2f}"),
+        ]
+    for action in cells[0].get("estimates", {}):
+        sections += [
+            (f"{action}: mean predicted F1 - realised F1",
+             lambda c, a=action: c["estimates"][a]["predicted_f1"] - c["estimates"][a]["realised_f1"], "{:+.3f}"),
+            (f"{action}: mean predicted words - realised words",
+             lambda c, a=action: c["estimates"][a]["predicted_words"] - c["estimates"][a]["realised_words"],
+             "{:+.1f}"),
+        ]
+    return sections
+
+
 def write_markdown(summary: dict, path: Path) -> None:
     cells = summary["cells"]
     lines = [f"# Evaluation: {summary['dataset']} {summary.get('split', '')} ({summary['setting']}), "
@@ -72,6 +128,8 @@ def write_markdown(summary: dict, path: Path) -> None:
     def row(label: str, value) -> None:
         lines.append(f"| {label} | {value} |")
 
+    row("decision (what picks the first action)", summary.get("decision", "policy"))
+    _target_rows(summary, row)
     row("cells where the policy beats every baseline (by more than 2 SE of the paired difference)",
         f"{summary['cells_beating_all_baselines']} / {len(cells)}")
     row("... of them unseen cells",
@@ -111,6 +169,7 @@ def write_markdown(summary: dict, path: Path) -> None:
                   + "".join(f" | {row.get(n, float('nan')):.2f}" for n in extra) + " |"
                   for k, row in rule["f1_by_readings"].items()]
     sections = [("Policy: mean reward", lambda c: c["policy"]["reward"], "{:.3f}")]
+    sections += _decision_sections(cells)
     if "best_forced" in cells[0]:
         sections += [
             ("Best fixed strategy: mean reward", lambda c: max(c["fixed"].values()), "{:.3f}"),

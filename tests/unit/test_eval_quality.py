@@ -47,7 +47,8 @@ def test_awareness_separates_ambiguous_from_single_reading_items():
                          ("assistant", "a", "answer")], questions=1)
     answer = episode(PLAIN, [("user", "q", None), ("assistant", "a", "answer")])
     rates = awareness([ask, answer], ITEMS)
-    assert rates == {"ambiguous_clarify_or_list": 1.0, "single_clarify_or_list": 0.0}
+    assert rates == {"ambiguous_clarify_or_list": 1.0, "single_clarify_or_list": 0.0,
+                     "ambiguous_clarify": 1.0, "single_clarify": 0.0}
 
 
 def grid(multi):

@@ -431,3 +431,66 @@ def test_pooled_relabelling_gives_every_item_of_a_class_the_classs_best_action()
     assert len({c.action for c in pooled}) == 1 and len({c.value for c in pooled}) == 1
     for choice in pooled:  # each item keeps its own episode of the shared action
         assert choice.episode.item_id == choice.item_id and choice.episode.first_action is choice.action
+
+
+def test_the_value_head_learns_from_each_actions_expectation_over_the_intents():
+    from askwise.training.value import realised, value_specs
+
+    items = four_ambiguous_four_plain()
+    ambiguous = items["a0"]
+    specs = value_specs([ambiguous, items["p0"]], [Costs(alpha=0.1, beta=0.01)], seed=0)
+    # an answer and a list each once, a question once per reading (the intent it is asked under)
+    assert [(s.item.id, s.forced, s.intent) for s in specs] == [
+        ("a0", Action.ANSWER, 0), ("a0", Action.MULTI_ANSWER, 0), ("a0", Action.CLARIFY, 0),
+        ("a0", Action.CLARIFY, 1), ("p0", Action.ANSWER, 0), ("p0", Action.MULTI_ANSWER, 0),
+        ("p0", Action.CLARIFY, 0)]
+    answer = forced_episode("a0", Action.ANSWER, 0.0, words=3)
+    answer.f1_by_intent = [1.0, 0.0]  # right for one reading of two: worth 0.5
+    listed = forced_episode("a0", Action.MULTI_ANSWER, 0.9, words=20)
+    asked = [forced_episode("a0", Action.CLARIFY, f1, questions=1, words=w) for f1, w in ((1.0, 2), (0.0, 4))]
+    asked[1].intent = 1
+    rows = realised([ambiguous, items["p0"]], [answer, listed, *asked])
+    assert [r.item_id for r in rows] == ["a0"]  # p0 has no episodes yet: left out
+    assert rows[0].values == pytest.approx((0.5, 0.9, 0.5, 3.0, 20.0, 3.0))
+
+
+def test_decisions_pick_forced_episodes_on_the_same_replies():
+    from askwise.policy.value import OUTPUTS
+    from askwise.training.decisions import chosen_episodes, estimate_check, targets, value_choices
+
+    items = four_ambiguous_four_plain()
+    grid = [Costs(alpha=0.05, beta=0.002), Costs(alpha=0.5, beta=0.002)]
+
+    def played(action, f1, **kw):
+        episodes = []
+        for cell in range(len(grid)):
+            for i in items:
+                e = forced_episode(i, action, f1(i), **kw)
+                e.sample = cell
+                episodes.append(e)
+        return episodes
+
+    forced = {"always-answer": played(Action.ANSWER, lambda i: 1.0 if i[0] == "p" else 0.5),
+              "always-clarify": played(Action.CLARIFY, lambda i: 1.0, questions=1),
+              "always-multi": played(Action.MULTI_ANSWER, lambda i: 0.9, words=12)}
+    # the head knows: a question wins 0.5 on an ambiguous item, nothing on a plain one
+    estimates = {i: [1.0 if i[0] == "p" else 0.5, 0.9, 1.0, 2.0, 12.0, 2.0] for i in items}
+    assert len(OUTPUTS) == len(estimates["a0"])
+    choices = value_choices(estimates, grid, max_questions=1)
+    assert {i: a for (cell, i), a in choices.items() if cell == 0} == {
+        **{f"a{k}": Action.CLARIFY for k in range(4)}, **{f"p{k}": Action.ANSWER for k in range(4)}}
+    # at alpha 0.5 a question costs more than it wins; the list (0.9 - 0.024) beats a guess (0.5 - 0.004)
+    assert {a for (cell, i), a in choices.items() if cell == 1 and i[0] == "a"} == {Action.MULTI_ANSWER}
+    chosen = chosen_episodes(forced, choices)
+    assert len(chosen) == 16 and all(e.forced == choices[(e.sample, e.item_id)].value for e in chosen)
+    check = estimate_check(forced, estimates, items, 0)
+    assert check["answer"] == {"predicted_f1": 0.75, "realised_f1": 0.75, "predicted_words": 2.0,
+                               "realised_words": 2.0}
+    cells = [{"alpha": c.alpha, "beta": c.beta, "policy": {"clarify_rate": r, "multi_rate": m, "reward": 0.9},
+              "best_fixed": {"diff": d, "se": 0.01}, "readings_rule": {"reward": 0.85},
+              "estimates": {"answer": {"predicted_f1": 0.7, "realised_f1": 0.8}}}
+             for c, r, m, d in zip(grid, (0.5, 0.0), (0.0, 0.5), (0.05, -0.02))]
+    result = targets(cells)
+    assert result["never_behind_best_fixed"] == 1 and result["ahead_of_best_fixed_by_2se"] == 1
+    assert result["at_least_readings_rule"] == 2 and result["largest_clarify_rise_with_alpha"] == -0.5
+    assert result["estimates_within_tolerance"] == 0 and result["largest_estimate_error"] == pytest.approx(0.1)

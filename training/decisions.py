@@ -1,0 +1,178 @@
+"""Decisions scored on the same replies: the policy's own tag, and the expected-value head.
+
+An evaluation plays each item's three forced first actions in every cost cell: those are the
+replies. A decision picks one of them per item and cell, so two decisions met on the same
+items differ in the decision alone, and their paired difference measures it:
+
+- policy: the tag the policy writes first when every action is allowed, decoded greedily
+  (`policy_tags`), as `askwise serve --decision policy` serves it. Its greedy reply past that
+  tag is the forced reply for the tag (greedy decoding after the same prefix gives the same
+  tokens), so its episode is that forced episode.
+- value: the argmax of the head's expectations at the cell's costs (policy/value.py), from
+  one state per item (`value_estimates`).
+
+`estimate_check` sets each action's mean predicted F1 and words against what its forced
+episodes realised in the cell: whether the estimates the decision rests on are honest.
+`targets` counts what the grid shows against the fixed strategies and the readings rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from askwise.policy import ACTION_STOP, Action, Costs, Turn, action_prefixes, parse_action, render_prompt
+from askwise.policy.engines.base import Engine, SamplingParams
+from askwise.policy.value import ACTIONS, OUTPUTS, ValueHead, decide, expected_from_outputs
+
+from .data import Item
+from .episodes import Episode
+
+FIXED_ACTIONS = {"always-answer": Action.ANSWER, "always-multi": Action.MULTI_ANSWER,
+                 "always-clarify": Action.CLARIFY}
+# Tokens enough to read which tag a reply starts with ("#MULTI_ANS" takes the most).
+TAG_TOKENS = 8
+
+
+async def policy_tags(engine: Engine, items: list[Item], grid: list[Costs], max_questions: int,
+                      out: Path, concurrency: int = 64) -> dict[tuple[int, str], Action]:
+    """The action the policy's greedy reply starts with, per (cell index, item id); appended to
+    `out` (JSONL) as they come, and read back from it on a rerun."""
+    done = _read_tags(out)
+    todo = [(cell, item) for cell in range(len(grid)) for item in items if (cell, item.id) not in done]
+    gate = asyncio.Semaphore(concurrency)
+    allowed = tuple(Action) if max_questions > 0 else (Action.ANSWER, Action.MULTI_ANSWER)
+    params = SamplingParams(max_tokens=TAG_TOKENS, temperature=0.0,
+                            allowed_prefixes=action_prefixes(allowed), stop=ACTION_STOP)
+
+    async def tag(cell: int, item: Item) -> tuple[int, str, Action]:
+        async with gate:
+            messages = render_prompt([Turn("user", item.query)], grid[cell], item.documents, max_questions)
+            completion = await engine.complete(messages, params)
+            parsed = parse_action(completion.text)
+            return cell, item.id, parsed.action if parsed.tagged else Action.ANSWER
+
+    with open(out, "a", encoding="utf-8") as sink, \
+            tqdm(total=len(grid) * len(items), initial=len(grid) * len(items) - len(todo),
+                 desc="policy tags", unit="req") as bar:
+        for next_done in asyncio.as_completed([tag(cell, item) for cell, item in todo]):
+            cell, item_id, action = await next_done
+            done[(cell, item_id)] = action
+            sink.write(json.dumps({"cell": cell, "item_id": item_id, "action": action.value}) + "\n")
+            sink.flush()
+            bar.update()
+    return done
+
+
+def _read_tags(path: Path) -> dict[tuple[int, str], Action]:
+    import gzip
+
+    tags = {}
+    for candidate, opener in ((path, open), (path.with_name(path.name + ".gz"), gzip.open)):
+        if candidate.exists():
+            with opener(candidate, "rt", encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                        tags[(row["cell"], row["item_id"])] = Action(row["action"])
+                    except (ValueError, KeyError):
+                        continue  # a line cut short by a crash: asked again
+    return tags
+
+
+def saved_tags(out: Path, grid: list[Costs], items: list[Item]) -> dict[tuple[int, str], Action] | None:
+    """Every tag from `out` when all are saved there, else None."""
+    tags = _read_tags(out)
+    return tags if all((c, i.id) in tags for c in range(len(grid)) for i in items) else None
+
+
+def value_estimates(out: Path, items: list[Item], base: Path, adapter: Path, max_questions: int,
+                    threads: int) -> dict[str, list[float]]:
+    """The head's six outputs per item (cost-free: one state per item), cached in `out`."""
+    from askwise.policy.checkpoints import adapter_fingerprint, merged_checkpoint
+
+    from .value import prompt_states, state_prompt
+
+    head = ValueHead.load(adapter)
+    key = adapter_fingerprint(adapter)
+    cached = json.loads(out.read_text()) if out.exists() else {}
+    estimates = cached.get("items", {}) if cached.get("adapter") == key else {}
+    missing = [item for item in items if item.id not in estimates]
+    if missing:
+        states = prompt_states(merged_checkpoint(base, adapter),
+                               [state_prompt(item, max_questions) for item in missing], threads=threads,
+                               desc="value states")
+        estimates.update({item.id: head.outputs(states[k]) for k, item in enumerate(missing)})
+        out.write_text(json.dumps({"adapter": key, "outputs": list(OUTPUTS), "items": estimates}) + "\n")
+    return {item.id: estimates[item.id] for item in items}
+
+
+def value_choices(estimates: dict[str, list[float]], grid: list[Costs], max_questions: int
+                  ) -> dict[tuple[int, str], Action]:
+    allowed = ACTIONS if max_questions > 0 else (Action.ANSWER, Action.MULTI_ANSWER)
+    return {(cell, item_id): decide(expected_from_outputs(outputs, allowed), costs)
+            for cell, costs in enumerate(grid) for item_id, outputs in estimates.items()}
+
+
+def chosen_episodes(forced: dict[str, list[Episode]], choices: dict[tuple[int, str], Action]
+                    ) -> list[Episode]:
+    """Per (cell, item), the forced episode of the action `choices` names."""
+    by_action = {FIXED_ACTIONS[name]: {(e.sample, e.item_id): e for e in eps} for name, eps in forced.items()}
+    return [by_action[action][key] for key, action in sorted(choices.items())
+            if key in by_action.get(action, {})]
+
+
+def estimate_check(forced: dict[str, list[Episode]], estimates: dict[str, list[float]],
+                   items: dict[str, Item], cell: int) -> dict[str, dict[str, float]]:
+    """Per action: the mean predicted F1 and words over the cell's items, and the mean its
+    forced episodes realised (F1 in expectation over intents where the reply could not
+    depend on the intent, episodes.py)."""
+    result = {}
+    for name, episodes in forced.items():
+        action = FIXED_ACTIONS[name]
+        k = ACTIONS.index(action)
+        mine = [e for e in episodes if e.sample == cell and e.item_id in estimates]
+        if not mine:
+            continue
+        n = len(mine)
+        result[action.value] = {
+            "predicted_f1": sum(min(1.0, max(0.0, estimates[e.item_id][k])) for e in mine) / n,
+            "realised_f1": sum(e.outcome(items[e.item_id]).f1 for e in mine) / n,
+            "predicted_words": sum(max(0.0, estimates[e.item_id][len(ACTIONS) + k]) for e in mine) / n,
+            "realised_words": sum(e.words for e in mine) / n}
+    return result
+
+
+ESTIMATE_TOLERANCE = 0.05
+
+
+def targets(cells: list[dict]) -> dict:
+    """What the grid shows for the evaluated decision: against the best fixed strategy of each
+    cell (never behind by more than one paired SE; ahead by more than two), against the
+    readings rule, whether its rates follow the costs with no exception, and how honest its
+    estimates are."""
+    result: dict = {"cells": len(cells)}
+    if cells and "best_fixed" in cells[0]:
+        result["never_behind_best_fixed"] = sum(c["best_fixed"]["diff"] >= -c["best_fixed"]["se"] for c in cells)
+        result["ahead_of_best_fixed_by_2se"] = sum(c["best_fixed"]["diff"] > 2 * c["best_fixed"]["se"]
+                                                   for c in cells)
+        result["at_least_readings_rule"] = sum(c["policy"]["reward"] >= c["readings_rule"]["reward"] - 1e-12
+                                               for c in cells)
+    at = {(c["alpha"], c["beta"]): c for c in cells}
+    alphas = sorted({c["alpha"] for c in cells})
+    betas = sorted({c["beta"] for c in cells})
+    rises = [at[(a2, b)]["policy"]["clarify_rate"] - at[(a1, b)]["policy"]["clarify_rate"]
+             for b in betas for a1, a2 in zip(alphas, alphas[1:])]
+    result["largest_clarify_rise_with_alpha"] = max(rises, default=0.0)
+    rises = [at[(a, b2)]["policy"]["multi_rate"] - at[(a, b1)]["policy"]["multi_rate"]
+             for a in alphas for b1, b2 in zip(betas, betas[1:])]
+    result["largest_multi_rise_with_beta"] = max(rises, default=0.0)
+    checks = [abs(v["predicted_f1"] - v["realised_f1"]) for c in cells for v in c.get("estimates", {}).values()]
+    if checks:
+        result["estimates_within_tolerance"] = sum(d <= ESTIMATE_TOLERANCE for d in checks)
+        result["estimates_checked"] = len(checks)
+        result["largest_estimate_error"] = max(checks)
+    return result
