@@ -5,9 +5,9 @@ replies. A decision picks one of them per item and cell, so two decisions met on
 items differ in the decision alone, and their paired difference measures it:
 
 - policy: the tag the policy writes first when every action is allowed, decoded greedily
-  (`policy_tags`), as `askwise serve --decision policy` serves it. Its greedy reply past that
-  tag is the forced reply for the tag (greedy decoding after the same prefix gives the same
-  tokens), so its episode is that forced episode.
+  (`policy_choices`), as `askwise serve --decision policy` serves it. Its greedy reply past
+  that tag is the forced reply for the tag (greedy decoding after the same prefix gives the
+  same tokens), so its episode is that forced episode.
 - value: the argmax of the head's expectations at the cell's costs (policy/value.py), from
   one state per item (`value_estimates`).
 
@@ -18,14 +18,10 @@ episodes realised in the cell: whether the estimates the decision rests on are h
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from askwise.policy import ACTION_STOP, Action, Costs, Turn, action_prefixes, parse_action, render_prompt
-from askwise.policy.engines.base import Engine, SamplingParams
+from askwise.policy import Action, Costs
 from askwise.policy.value import ACTIONS, OUTPUTS, ValueHead, decide, expected_from_outputs
 
 from .data import Item
@@ -33,60 +29,18 @@ from .episodes import Episode
 
 FIXED_ACTIONS = {"always-answer": Action.ANSWER, "always-multi": Action.MULTI_ANSWER,
                  "always-clarify": Action.CLARIFY}
-# Tokens enough to read which tag a reply starts with ("#MULTI_ANS" takes the most).
-TAG_TOKENS = 8
 
 
-async def policy_tags(engine: Engine, items: list[Item], grid: list[Costs], max_questions: int,
-                      out: Path, concurrency: int = 64) -> dict[tuple[int, str], Action]:
-    """The action the policy's greedy reply starts with, per (cell index, item id); appended to
-    `out` (JSONL) as they come, and read back from it on a rerun."""
-    done = _read_tags(out)
-    todo = [(cell, item) for cell in range(len(grid)) for item in items if (cell, item.id) not in done]
-    gate = asyncio.Semaphore(concurrency)
-    allowed = tuple(Action) if max_questions > 0 else (Action.ANSWER, Action.MULTI_ANSWER)
-    params = SamplingParams(max_tokens=TAG_TOKENS, temperature=0.0,
-                            allowed_prefixes=action_prefixes(allowed), stop=ACTION_STOP)
-
-    async def tag(cell: int, item: Item) -> tuple[int, str, Action]:
-        async with gate:
-            messages = render_prompt([Turn("user", item.query)], grid[cell], item.documents, max_questions)
-            completion = await engine.complete(messages, params)
-            parsed = parse_action(completion.text)
-            return cell, item.id, parsed.action if parsed.tagged else Action.ANSWER
-
-    with open(out, "a", encoding="utf-8") as sink, \
-            tqdm(total=len(grid) * len(items), initial=len(grid) * len(items) - len(todo),
-                 desc="policy tags", unit="req") as bar:
-        for next_done in asyncio.as_completed([tag(cell, item) for cell, item in todo]):
-            cell, item_id, action = await next_done
-            done[(cell, item_id)] = action
-            sink.write(json.dumps({"cell": cell, "item_id": item_id, "action": action.value}) + "\n")
-            sink.flush()
-            bar.update()
-    return done
-
-
-def _read_tags(path: Path) -> dict[tuple[int, str], Action]:
-    import gzip
-
-    tags = {}
-    for candidate, opener in ((path, open), (path.with_name(path.name + ".gz"), gzip.open)):
-        if candidate.exists():
-            with opener(candidate, "rt", encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                        tags[(row["cell"], row["item_id"])] = Action(row["action"])
-                    except (ValueError, KeyError):
-                        continue  # a line cut short by a crash: asked again
-    return tags
-
-
-def saved_tags(out: Path, grid: list[Costs], items: list[Item]) -> dict[tuple[int, str], Action] | None:
-    """Every tag from `out` when all are saved there, else None."""
-    tags = _read_tags(out)
-    return tags if all((c, i.id) in tags for c in range(len(grid)) for i in items) else None
+def policy_choices(tagged: list[Episode]) -> dict[tuple[int, str], Action]:
+    """The action the policy's greedy reply starts with, per (cell index, item id), as the
+    episodes played with `tags` recorded it (`EpisodeSpec.tags`)."""
+    choices = {}
+    for e in tagged:
+        tag = e.extra.get("tag")
+        if tag is None:
+            raise ValueError(f"episode {e.key} records no tag the policy's reply started with")
+        choices[(e.sample, e.item_id)] = Action(tag)
+    return choices
 
 
 def value_estimates(out: Path, items: list[Item], base: Path, adapter: Path, max_questions: int,

@@ -52,7 +52,11 @@ from .simulator import UserSimulator
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """What to play: the item, which sample this is, the intent, costs and forced first action."""
+    """What to play: the item, which sample this is, the intent, costs and forced first action.
+    With `tags`, the first turn also records the action the policy's own reply would start
+    with there, and its probability of each (`Episode.extra["tag"]`, `["tags"]`), from a
+    short request with every action allowed, sent just before the forced one so that both
+    share the prompt's cached prefix."""
 
     item: Item
     sample: int
@@ -60,6 +64,7 @@ class EpisodeSpec:
     costs: Costs
     forced: Action | None = None
     seed: int | None = None
+    tags: bool = False
 
     @property
     def key(self) -> str:
@@ -124,6 +129,24 @@ async def _final_answer(simulator: UserSimulator, item: Item, intent: int, parse
     return parsed.message
 
 
+# Enough tokens to read which tag a reply starts with ("#MULTI_ANS\nIf you mean" is 7).
+TAG_TOKENS = 8
+
+
+async def _tag(engine: Engine, messages, params: SamplingParams, actions: tuple[Action, ...],
+               model: str | None) -> dict:
+    """The action the policy's greedy reply starts with when `actions` are allowed, and its
+    probability of each (where the engine reports them)."""
+    completion = await engine.complete(messages, replace(
+        params, allowed_prefixes=action_prefixes(actions), max_tokens=TAG_TOKENS, temperature=0.0,
+        prefix_probabilities=True), model)
+    parsed = parse_action(completion.text)
+    by_prefix = completion.prefix_probabilities or {}
+    return {"tag": parsed.action.value if parsed.tagged else None,
+            "tags": {a.value: by_prefix.get(p, 0.0) for a, p in zip(actions, action_prefixes(actions))}
+            if by_prefix else None}
+
+
 async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpec,
                       params: SamplingParams, max_questions: int = 1,
                       model: str | None = None, redraws: int = 0) -> Episode:
@@ -132,14 +155,14 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
     questions, tokens, well_formed = 0, 0, True
     extra: dict = {}
     while True:
-        if spec.forced is not None and questions == 0:
-            allowed = (spec.forced,)
-        else:
-            allowed = allowed_actions(turns, max_questions)
+        open_actions = allowed_actions(turns, max_questions)
+        allowed = (spec.forced,) if spec.forced is not None and questions == 0 else open_actions
         seed = None if spec.seed is None else spec.seed + 7919 * questions
         turn_params = replace(params, allowed_prefixes=action_prefixes(allowed), stop=ACTION_STOP,
                               seed=seed)
         messages = render_prompt(turns, spec.costs, item.documents, max_questions)
+        if spec.tags and not any(t.role == "assistant" for t in turns):
+            extra.update(await _tag(engine, messages, turn_params, open_actions, model))
         completion = await engine.complete(messages, turn_params, model)
         tokens += completion.completion_tokens
         parsed = parse_action(completion.text)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -68,8 +69,7 @@ from .data import SPLITS, Item, item_rng, load_ambigqa, readings, sample_intent
 from .decisions import (
     chosen_episodes,
     estimate_check,
-    policy_tags,
-    saved_tags,
+    policy_choices,
     targets,
     value_choices,
     value_estimates,
@@ -176,8 +176,10 @@ def eval_specs(items: list[Item], grid: list[Costs], seed: int, forced: Action |
 
 def fixed_specs(items: list[Item], config: EvalConfig, action: Action) -> list[EpisodeSpec]:
     """A fixed strategy's episodes: its first action is forced, and it plays every cell with
-    that cell's costs in its prompt (the words of its reply may follow them)."""
-    return eval_specs(items, config.grid(), config.seed, forced=action)
+    that cell's costs in its prompt (the words of its reply may follow them). The forced
+    answers also record the policy's own tag probabilities: its decision (decisions.py)."""
+    specs = eval_specs(items, config.grid(), config.seed, forced=action)
+    return [replace(s, tags=True) for s in specs] if action is Action.ANSWER else specs
 
 
 def saved_episodes(out: Path, runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]] | None:
@@ -209,15 +211,12 @@ def require_every_episode(runs: dict[str, list[EpisodeSpec]], results: dict[str,
 
 
 async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
-                       runs: dict[str, list[EpisodeSpec]], items: list[Item] | None = None
-                       ) -> tuple[dict[str, list[Episode]], dict | None]:
-    """Every run's episodes and, given `items`, the policy's tag per (cell, item)."""
+                       runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]]:
     params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
     out = config.output_dir
     saved = saved_episodes(out, runs)
-    tags = saved_tags(out / "tags-policy.jsonl", config.grid(), items) if items else None
-    if saved is not None and (tags is not None or not items):
-        return saved, tags
+    if saved is not None:
+        return saved
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
                               vllm_venv=config.vllm_venv, log_path=out / "rollout-server.log"
                               ) as engine, \
@@ -231,10 +230,7 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
                 concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name,
                 redraws=config.question_redraws)
         require_every_episode(runs, results)
-        if items:
-            tags = await policy_tags(engine, items, config.grid(), config.max_questions,
-                                     out / "tags-policy.jsonl", config.rollout_concurrency)
-        return results, tags
+        return results
 
 
 def cell_metrics(episodes: list[Episode], items: dict[str, Item], costs: Costs) -> dict:
@@ -488,15 +484,14 @@ def evaluate(config: EvalConfig) -> dict:
         runs = {name: fixed_specs(items, config, action) for name, action in FIXED.items()}
     else:
         runs = {"policy": free}
-    results, tags = asyncio.run(_play_system(config, base, adapter, runs,
-                                             items if config.baselines else None))
+    results = asyncio.run(_play_system(config, base, adapter, runs))
     prompted = None
     if config.prompted and adapter is not None:
-        prompted = asyncio.run(_play_system(config, base, None, {"prompted": free}))[0]["prompted"]
+        prompted = asyncio.run(_play_system(config, base, None, {"prompted": free}))["prompted"]
     forced = {name: results[name] for name in FIXED if name in results}
     estimates, others = None, {}
     if forced:
-        policy = chosen_episodes(forced, tags)
+        policy = chosen_episodes(forced, policy_choices(forced["always-answer"]))
         if decision == "value":
             estimates = value_estimates(out / "estimates.json", items, base, adapter,
                                         config.max_questions, config.torch_threads)

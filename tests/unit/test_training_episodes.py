@@ -494,3 +494,20 @@ def test_decisions_pick_forced_episodes_on_the_same_replies():
     assert result["never_behind_best_fixed"] == 1 and result["ahead_of_best_fixed_by_2se"] == 1
     assert result["at_least_readings_rule"] == 2 and result["largest_clarify_rise_with_alpha"] == -0.5
     assert result["estimates_within_tolerance"] == 0 and result["largest_estimate_error"] == pytest.approx(0.1)
+
+
+def test_a_tagged_episode_records_what_the_policy_would_have_chosen_beside_what_was_forced():
+    from dataclasses import replace as with_fields
+
+    from askwise.training.decisions import policy_choices
+
+    [episode], engine = play([with_fields(spec(Action.ANSWER), tags=True)])
+    assert episode.first_action is Action.ANSWER  # the forced reply is what the episode plays
+    assert episode.extra["tag"] == "clarify"  # this engine asks whenever it may
+    # the tag's request allowed every action and shared the forced request's prompt
+    assert engine.prompts[0] == engine.prompts[1] and len(engine.prompts) == 2
+    assert policy_choices([episode]) == {(0, ITEM.id): Action.CLARIFY}
+    [untagged], _ = play([spec(Action.ANSWER)])
+    assert "tag" not in untagged.extra
+    with pytest.raises(ValueError, match="no tag"):
+        policy_choices([untagged])
