@@ -22,9 +22,11 @@ def register(subcommands) -> None:
                         help="Hugging Face checkpoint directory (default: the embedded base model)")
     parser.add_argument("--adapter", type=Path, default=None,
                         help="peft LoRA adapter: merged into the model once (cached) and served "
-                        "merged (3.9x the adapter's speed on CPU: benchmarks/vllm_cpu.py)")
+                        "merged (3.9x the adapter's speed on CPU: benchmarks/vllm_cpu.py); default: "
+                        "the shipped policy, with the default base model")
+    parser.add_argument("--base-only", action="store_true", help="serve the base model alone")
     parser.add_argument("--value", action="store_true",
-                        help="serve the adapter's value export instead (vLLM's pooling runner; the "
+                        help="serve the policy's value export instead (vLLM's pooling runner; the "
                         "gateway's --value-url), under --served-name + '-value'")
     parser.add_argument("--served-name", default="askwise-default")
     parser.add_argument("--venv", type=Path, default=None, help="where the virtualenv lives "
@@ -58,7 +60,8 @@ def register(subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     from askwise.cli import exit_on_sigterm
 
-    from .checkpoints import ensure_base_checkpoint, merged_checkpoint, value_checkpoint
+    from .checkpoints import default_adapter, ensure_base_checkpoint, merged_checkpoint, value_checkpoint
+    from .value import has_value_head
     from .vllm_cpu import VLLMServer, ensure_venv
 
     venv = ensure_venv(args.venv)
@@ -66,14 +69,18 @@ def run(args: argparse.Namespace) -> int:
         print(venv)
         return 0
     model = args.model or ensure_base_checkpoint()
+    adapter = args.adapter
+    if adapter is None and args.model is None and not args.base_only:
+        adapter = default_adapter()
     served_name = args.served_name
     if args.value:
-        if args.adapter is None:
-            print("askwise vllm-cpu: --value serves an adapter's value head: give --adapter", file=sys.stderr)
+        if adapter is None or not has_value_head(adapter):
+            print(f"askwise vllm-cpu: --value serves a policy's value head; {adapter} has none",
+                  file=sys.stderr)
             return 2
-        model, served_name = value_checkpoint(model, args.adapter), served_name + "-value"
-    elif args.adapter is not None:
-        model = merged_checkpoint(model, args.adapter)
+        model, served_name = value_checkpoint(model, adapter), served_name + "-value"
+    elif adapter is not None:
+        model = merged_checkpoint(model, adapter)
     server = VLLMServer(model=model, served_name=served_name,
                         port=args.port, host=args.host, venv=venv, kv_cache_gib=args.kv_cache_gib,
                         enforce_eager=not args.compile)

