@@ -43,7 +43,7 @@ from askwise.policy import (
     parse_action,
     render_prompt,
 )
-from askwise.policy.engines.base import Engine, EngineError, SamplingParams
+from askwise.policy.engines.base import Engine, EngineError, EngineRejected, SamplingParams
 from askwise.policy.questions import Sources, grade, needs_redraw, redraw_question
 
 from .data import Item, item_rng
@@ -257,8 +257,10 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
     sink = open(out, "a", encoding="utf-8") if out else None
 
     failures: list[str] = []
+    broken = 0  # failures that were not the request's own fault
 
     async def play(spec: EpisodeSpec) -> Episode | None:
+        nonlocal broken
         async with gate:
             try:
                 return await run_episode(engine, simulator, spec, params, max_questions, model,
@@ -267,6 +269,7 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
                 # One bad request (say, a prompt over the context length) must not end the
                 # run; the episode is not recorded, so a rerun tries it again.
                 failures.append(f"{spec.key}: {exc}")
+                broken += not isinstance(exc, EngineRejected)
                 return None
 
     try:
@@ -285,7 +288,7 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
             sink.close()
     if failures:
         message = f"{desc}: {len(failures)} of {len(todo)} episodes failed, e.g. {failures[0]}"
-        if len(failures) > len(todo) // 2:
+        if broken > len(todo) // 2:
             raise RuntimeError(message + "; the engine looks broken, so the run stops here")
         print(message + "; they were skipped and a rerun plays them again")
     return [done[s.key] for s in specs if s.key in done]

@@ -211,7 +211,7 @@ def _value_stage(config: TrainConfig, state, items: list[Item], base: Path, adap
     if state.is_main_process:
         model_dir = merged_checkpoint(base, adapter) if adapter is not None else base
         head, report = fit_from_folder(folder, items, model_dir, config.max_questions,
-                                       config.torch_threads, config.seed)
+                                       config.torch_threads, config.seed, config.train_grid())
         start, end = config.value_range()
         head.save(final, items=f"AmbigQA train, usable items {start} to {end - 1}",
                   setting=config.setting, fit=report)

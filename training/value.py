@@ -9,7 +9,8 @@
     states    the policy model's last hidden state at the end of each item's conversation and
               documents, before the costs (`value.state_messages`): one per item
     fit       ridge regression from the state to the six expectations, its strength chosen
-              by cross-validation on these items
+              by cross-validation on these items: the one whose held-out estimates, decided
+              on, earn the most reward over the run's cost grid
 
 The items are train items the policy was not fine-tuned on (by default those right after the
 ones a run trains on): on its own training items a policy answers better than it will on a
@@ -37,7 +38,7 @@ from askwise.policy.value import ACTIONS, OUTPUTS, ValueHead, state_messages
 from .data import Item, item_rng
 from .episodes import Episode, EpisodeSpec
 
-RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+RIDGE_STRENGTHS = (1.0, 10.0, 100.0, 300.0, 1e3, 3e3, 1e4, 3e4, 1e5)
 FOLDS = 5
 
 
@@ -132,10 +133,29 @@ def _ridge(x, y, strength: float):
     return weight, mean_y - weight @ mean_x
 
 
-def fit_head(states, targets, seed: int = 0) -> tuple[ValueHead, dict]:
-    """Ridge from states (n, hidden) to targets (n, 6); the strength minimises the
-    cross-validated squared error, each output scaled by its spread so that words (tens)
-    do not drown F1 (tenths). Returns the head and what the choice saw."""
+def decided_reward(predicted, targets, grid: list[Costs]) -> float:
+    """Mean reward, over the items and the cost pairs of `grid`, of deciding by `predicted`
+    (n, 6) when the outcomes are `targets` (n, 6)."""
+    import torch
+
+    from askwise.policy.value import decide, expected_from_outputs
+
+    total = 0.0
+    for costs in grid:
+        questions = torch.tensor([1.0 if a is Action.CLARIFY else 0.0 for a in ACTIONS], dtype=targets.dtype)
+        realised = targets[:, :3] - costs.alpha * questions - costs.beta * targets[:, 3:]
+        for row, outputs in enumerate(predicted.tolist()):
+            chosen = decide(expected_from_outputs(outputs, ACTIONS), costs)
+            total += float(realised[row, ACTIONS.index(chosen)])
+    return total / (len(grid) * len(targets))
+
+
+def fit_head(states, targets, grid: list[Costs], seed: int = 0) -> tuple[ValueHead, dict]:
+    """Ridge from states (n, hidden) to targets (n, 6). The strength is the one whose
+    cross-validated estimates, decided on, earn the most reward over `grid` (a tie goes to the
+    stronger, which strays less from the means): what matters is the action each estimate
+    picks, not its squared error. Returns the head and what the choice saw, with each
+    output's cross-validated R^2."""
     import torch
 
     x, y = states.double(), targets.double()
@@ -144,29 +164,31 @@ def fit_head(states, targets, seed: int = 0) -> tuple[ValueHead, dict]:
     rng = item_rng(seed, "value-folds")
     order = list(range(n))
     rng.shuffle(order)
-    scale = y.std(0).clamp_min(1e-6)
-    errors = {}
+    predictions = {}
     for strength in RIDGE_STRENGTHS:
-        total = torch.zeros(y.shape[1], dtype=torch.float64)
+        predicted = torch.zeros_like(y)
         for fold in range(folds):
             held = torch.tensor([k for i, k in enumerate(order) if i % folds == fold])
             kept = torch.tensor([k for i, k in enumerate(order) if i % folds != fold])
             weight, bias = _ridge(x[kept], y[kept], strength)
-            predicted = x[held] @ weight.T + bias
-            total += (((predicted - y[held]) / scale) ** 2).sum(0)
-        errors[strength] = (total / n).tolist()
-    best = min(errors, key=lambda s: sum(errors[s]))
+            predicted[held] = x[held] @ weight.T + bias
+        predictions[strength] = predicted
+    rewards = {s: decided_reward(p, y, grid) for s, p in predictions.items()}
+    best = max(RIDGE_STRENGTHS, key=lambda s: (round(rewards[s], 6), s))
     weight, bias = _ridge(x, y, best)
-    baseline = (((y - y.mean(0)) / scale) ** 2).mean(0).tolist()  # predicting the mean
-    report = {"items": n, "ridge_strength": best, "folds": folds,
-              "cv_r2": {name: 1 - e / b if b else None
-                        for name, e, b in zip(OUTPUTS, errors[best], baseline)},
-              "cv_error_by_strength": {str(s): sum(e) for s, e in errors.items()}}
+    spread = y.var(0).clamp_min(1e-12)
+    r2 = (1 - ((predictions[best] - y) ** 2).mean(0) / spread).tolist()
+    # the best fixed action over the grid, for scale: what deciding by the means earns
+    fixed = decided_reward(y.mean(0).expand(n, -1), y, grid)
+    report = {"items": n, "ridge_strength": best, "folds": folds, "cost_pairs": len(grid),
+              "cv_r2": dict(zip(OUTPUTS, r2)),
+              "cv_reward_by_strength": {f"{s:g}": r for s, r in rewards.items()},
+              "reward_of_the_means": fixed}
     return ValueHead(weight.float(), bias.float()), report
 
 
 def fit_from_folder(folder: Path, items: list[Item], model_dir: Path, max_questions: int,
-                    threads: int, seed: int) -> tuple[ValueHead, dict]:
+                    threads: int, seed: int, grid: list[Costs]) -> tuple[ValueHead, dict]:
     """States (computed once, saved as states.pt) and realised outcomes of `folder`'s episodes,
     and the head fitted on them."""
     import torch
@@ -185,7 +207,7 @@ def fit_from_folder(folder: Path, items: list[Item], model_dir: Path, max_questi
         torch.save(saved, states_path)
     states = torch.stack([saved[r.item_id] for r in rows])
     targets = torch.tensor([r.values for r in rows])
-    head, report = fit_head(states, targets, seed)
+    head, report = fit_head(states, targets, grid, seed)
     means = targets.mean(0).tolist()
     report["realised_means"] = dict(zip(OUTPUTS, means))
     (folder / "fit.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -194,4 +216,7 @@ def fit_from_folder(folder: Path, items: list[Item], model_dir: Path, max_questi
 
 def cv_summary(report: dict) -> str:
     r2 = ", ".join(f"{k} {v:.2f}" for k, v in report["cv_r2"].items() if v is not None and math.isfinite(v))
-    return f"{report['items']} items, ridge {report['ridge_strength']:g}, cross-validated R^2: {r2}"
+    gain = report["cv_reward_by_strength"][f"{report['ridge_strength']:g}"] - report["reward_of_the_means"]
+    return (f"{report['items']} items, ridge {report['ridge_strength']:g}, cross-validated R^2: {r2}; "
+            f"deciding by them earns {gain:+.3f} a request over the best fixed action ({report['cost_pairs']} "
+            "cost pairs, held-out items)")
