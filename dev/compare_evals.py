@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 
 from askwise.training.episodes import load_episodes
-from askwise.training.evaluate import EvalConfig, beats, item_rewards, load_items, paired_difference
+from askwise.training.evaluate import EvalConfig, load_items
+from askwise.training.scoring import beats, item_rewards, paired_difference
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from askwise.policy import Action, Costs, Turn, render_prompt
 from askwise.policy.checkpoints import apply_adapter, ensure_base_checkpoint
 from askwise.training.data import load_ambigqa
-from askwise.training.evaluate import spearman
 from askwise.training.finetune import action_tag_ids
+from askwise.training.scoring import spearman
 
 # 0.2 sits between the trained 0.1 and 0.3, where the ask/answer switch belongs
 ALPHAS = (0.02, 0.1, 0.2, 0.5)

@@ -20,9 +20,10 @@ from askwise.policy import Action
 from askwise.policy.checkpoints import ensure_base_checkpoint
 from askwise.policy.engines.base import SamplingParams
 from askwise.training.episodes import play_episodes
-from askwise.training.evaluate import EvalConfig, f1_by_readings, fixed_specs, load_items
+from askwise.training.evaluate import EvalConfig, fixed_specs, load_items
 from askwise.training.quality import list_quality
 from askwise.training.rollout import rollout_engine
+from askwise.training.scoring import f1_by_readings
 from askwise.training.simulator import ReferenceSimulator
 
 

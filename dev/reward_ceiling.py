@@ -22,14 +22,8 @@ import math
 from pathlib import Path
 
 from askwise.training.episodes import load_episodes
-from askwise.training.evaluate import (
-    FIXED,
-    EvalConfig,
-    item_rewards,
-    load_items,
-    paired_difference,
-    readings_rule,
-)
+from askwise.training.evaluate import FIXED, EvalConfig, load_items
+from askwise.training.scoring import item_rewards, paired_difference, readings_rule
 
 
 def episodes_of(folder: Path, name: str):

@@ -26,9 +26,7 @@ from askwise.policy.value import ACTIONS, OUTPUTS, ValueHead, decide, expected_f
 
 from .data import Item
 from .episodes import Episode
-
-FIXED_ACTIONS = {"always-answer": Action.ANSWER, "always-multi": Action.MULTI_ANSWER,
-                 "always-clarify": Action.CLARIFY}
+from .scoring import FIXED
 
 
 def policy_choices(tagged: list[Episode]) -> dict[tuple[int, str], Action]:
@@ -74,7 +72,7 @@ def value_choices(estimates: dict[str, list[float]], grid: list[Costs], max_ques
 def chosen_episodes(forced: dict[str, list[Episode]], choices: dict[tuple[int, str], Action]
                     ) -> list[Episode]:
     """Per (cell, item), the forced episode of the action `choices` names."""
-    by_action = {FIXED_ACTIONS[name]: {(e.sample, e.item_id): e for e in eps} for name, eps in forced.items()}
+    by_action = {FIXED[name]: {(e.sample, e.item_id): e for e in eps} for name, eps in forced.items()}
     return [by_action[action][key] for key, action in sorted(choices.items())
             if key in by_action.get(action, {})]
 
@@ -86,7 +84,7 @@ def estimate_check(forced: dict[str, list[Episode]], estimates: dict[str, list[f
     depend on the intent, episodes.py)."""
     result = {}
     for name, episodes in forced.items():
-        action = FIXED_ACTIONS[name]
+        action = FIXED[name]
         k = ACTIONS.index(action)
         mine = [e for e in episodes if e.sample == cell and e.item_id in estimates]
         if not mine:

@@ -7,8 +7,8 @@ from test_training_episodes import ITEM, PLAIN, RuleAssistant
 
 from askwise.policy.engines.base import SamplingParams
 from askwise.training.episodes import Episode, EpisodeSpec, play_episodes
-from askwise.training.evaluate import spearman
 from askwise.training.quality import awareness, list_quality, question_quality, steering
+from askwise.training.scoring import spearman
 from askwise.training.simulator import LiteralSimulator
 
 ITEMS = {ITEM.id: ITEM, PLAIN.id: PLAIN}

@@ -253,7 +253,7 @@ def test_the_user_still_picks_its_own_reading_from_a_difference_labelled_list():
 
 
 def test_a_policy_beats_a_baseline_only_by_a_paired_margin_beyond_noise():
-    from askwise.training.evaluate import beats
+    from askwise.training.scoring import beats
 
     baseline = {f"i{k}": 0.5 for k in range(200)}
     assert not beats(dict(baseline), baseline)  # the same episodes: a tie
@@ -277,7 +277,7 @@ def four_ambiguous_four_plain():
 
 
 def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings():
-    from askwise.training.evaluate import f1_by_readings, item_rewards, readings_rule
+    from askwise.training.scoring import f1_by_readings, item_rewards, readings_rule
 
     items = four_ambiguous_four_plain()
 
@@ -303,7 +303,7 @@ def test_the_readings_rule_takes_the_best_forced_action_per_number_of_readings()
 
 
 def test_the_best_forced_bound_takes_the_best_forced_action_per_item_and_counts_its_actions():
-    from askwise.training.evaluate import best_forced, item_rewards
+    from askwise.training.scoring import best_forced, item_rewards
 
     items = four_ambiguous_four_plain()
     # The list happens to be right on a0 and a1 only; a question always finds the answer.
@@ -326,7 +326,7 @@ def test_the_best_forced_bound_takes_the_best_forced_action_per_item_and_counts_
 
 
 def test_a_lists_best_line_counts_the_right_answer_the_user_did_not_pick():
-    from askwise.training.evaluate import list_best_line_f1
+    from askwise.training.scoring import list_best_line_f1
 
     # The series date under the short's label: the user, who meant the series, picks by label.
     swapped = "If you mean as a short: December 17, 1989\nIf you mean as a series: April 19, 1987"
