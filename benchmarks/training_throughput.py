@@ -10,9 +10,11 @@
    logits only where replies are; the examples of an item packed behind their shared prefix
    (finetune.py), also with selective logits, with SDPA over the packed rows' whole 4D mask;
    the same with the rows' attention run as prefix and tails (packed_attention.py, the
-   default); and that with LoRA dropout 0 instead of the default 0.05.
+   default); and that with LoRA dropout 0 instead of the default 0.05. And the default on
+   transformers' Trainer (trainer.py, what `askwise train` runs) against the plain torch loop
+   it replaced (finetune_loop.py), run after one another, twice, in alternating order.
 
-    python benchmarks/training_throughput.py [--items 16] [--ft-items 4] [--only grow|finetune]
+    python benchmarks/training_throughput.py [--items 16] [--ft-items 4] [--only grow|finetune|trainer]
         [--ft-variants "shared prefix" prefix/tails "no dropout"]
 
 Machines are noisy: read the ratios, not the absolute numbers.
@@ -103,13 +105,38 @@ def bench_finetune(args, base: Path, work: Path) -> None:
               f"dropout 0 {rates['no dropout'] / rates['shared prefix']:.2f}x")
 
 
+def bench_trainer(args, base: Path, work: Path) -> None:
+    """The default fine-tune on the Trainer against the loop it replaced, same examples and
+    settings, alternating which goes first."""
+    from finetune_loop import loop_finetune
+
+    items = load_ambigqa("train", limit=args.ft_items)
+    config = TrainConfig(batch_size=8, epochs=1.0, save_every=10_000, torch_threads=2)
+    examples = [ex for costs in config.train_grid() for ex in demonstrations(items, [costs], 1, seed=0)]
+    rates: dict[str, list[float]] = {"Trainer": [], "loop": []}
+    for round_ in range(2):
+        for name in ("Trainer", "loop") if round_ == 0 else ("loop", "Trainer"):
+            if name == "Trainer":
+                out = work / f"trainer-{round_}"
+                stats = finetune(examples, base, out, config.model_copy(update={"output_dir": out}),
+                                 learning_rate=1e-4, desc="Trainer")
+                n, seconds = stats.examples, stats.seconds
+                shutil.rmtree(out)
+            else:
+                n, seconds, _ = loop_finetune(examples, base, config, learning_rate=1e-4)
+            rates[name].append(n / seconds)
+            print(f"{name:>8} (round {round_ + 1}): {n} examples in {seconds:.1f} s = {n / seconds:.2f} examples/s")
+    trainer, loop = (sum(r) / len(r) for r in (rates["Trainer"], rates["loop"]))
+    print(f"\nfine-tune examples/s, Trainer / the loop it replaced: {trainer / loop:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=16, help="items to grow on (x7 episodes)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--ft-items", type=int, default=4,
                         help="items to fine-tune on (x every training cost pair)")
-    parser.add_argument("--only", choices=["grow", "finetune"])
+    parser.add_argument("--only", choices=["grow", "finetune", "trainer"])
     parser.add_argument("--ft-variants", nargs="+", metavar="NAME",
                         choices=["usual", "selective", "shared prefix", "prefix/tails", "no dropout"],
                         help="fine-tune only these variants (default: all; the one-sequence ones "
@@ -122,6 +149,8 @@ def main() -> None:
             bench_grow(args, base, Path(tmp))
         if args.only in (None, "finetune"):
             bench_finetune(args, base, Path(tmp))
+        if args.only in (None, "trainer"):
+            bench_trainer(args, base, Path(tmp))
 
 
 if __name__ == "__main__":

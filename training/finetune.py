@@ -26,10 +26,10 @@ share of each action and ignore the costs; an extra cross-entropy on the action 
 logits, centred over a group's examples, can only be lowered by reading the costs
 (`cost_contrast_loss`).
 
-The loop is plain torch under `accelerate.Accelerator`, so `accelerate launch` runs it
-data-parallel on several GPUs unchanged. Every `save_every` steps it saves a resumable state
-(`accelerator.save_state`, into a directory of its own); a rerun continues from the last
-complete one.
+The loop is transformers' `Trainer` (trainer.py) with this module's packed rows and loss, so
+gradient accumulation, gradient checkpointing, mixed precision and `accelerate launch` (DDP,
+FSDP, DeepSpeed ZeRO: training/accelerate/) are the Trainer's. Every `save_every` steps it
+saves a checkpoint; a rerun continues from the last complete one.
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from askwise.policy import PROMPT_FORMAT_VERSION
 from askwise.policy.checkpoints import trained_grid, write_meta
@@ -65,6 +63,7 @@ class FinetuneStats:
     seconds: float  # this process's steps only: a resumed run does not time the steps before
     final_loss: float
     resumed_from_step: int = 0  # steps done before this process started; 0 for a fresh run
+    losses: list[float] = field(default_factory=list)  # per optimizer step, this process's run
 
     @property
     def tokens_per_s(self) -> float:
@@ -281,112 +280,88 @@ def machine() -> dict:
     return info
 
 
-def _save_checkpoint(accelerator, state_dir: Path, step: int) -> None:
-    """Write the resumable state into a directory of its own and drop the older ones only once
-    it is whole. A run killed mid-save (SIGTERM, out of memory, a machine taken back) then
-    resumes from the previous checkpoint; saving over it in place left new weights beside the
-    old step.json, or a truncated file that load_state cannot read. step.json is written
-    last, so a directory that has one is complete."""
-    partial, done = state_dir / f"{step:07d}.partial", state_dir / f"{step:07d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (partial / "step.json").write_text(json.dumps({"step": step}))
-        partial.rename(done)
-        for older in state_dir.iterdir():  # earlier checkpoints, and loose files from a flat layout
-            if older.is_dir() and older != done:
-                shutil.rmtree(older)
-            elif older.is_file():
-                older.unlink()
-    accelerator.wait_for_everyone()
-
-
-def _last_checkpoint(state_dir: Path) -> Path | None:
-    """The complete checkpoint with the most steps. `state_dir` itself counts too, so a run
-    whose one checkpoint sits straight in it (the flat layout) resumes from it."""
-    if not state_dir.is_dir():
-        return None
-    complete = [d for d in (state_dir, *state_dir.iterdir()) if (d / "step.json").is_file()]
-    return max(complete, key=lambda d: json.loads((d / "step.json").read_text())["step"], default=None)
-
-
 def finetune(examples: list[Example], base: Path, out: Path, config: TrainConfig,
              learning_rate: float, init_adapter: Path | None = None, desc: str = "fine-tune"
              ) -> FinetuneStats:
-    """Train on `examples`; write the adapter (or full model) to `out`. Resumes from `out/state`."""
+    """Train on `examples`; write the adapter (or full model) to `out`. Resumes from the last
+    complete checkpoint in `out/state` (trainer.py)."""
     import torch
-    from accelerate import Accelerator
-    from transformers import AutoTokenizer
+    from accelerate import PartialState
+    from transformers import AutoTokenizer, TrainingArguments, set_seed
 
     from askwise.policy.hardware import limit_heap_growth
+
+    from .trainer import AskwiseTrainer, LossCurve, PackedCollator, PackedSteps, last_checkpoint
 
     if (out / DONE_MARKER).exists():
         return FinetuneStats(**json.loads((out / DONE_MARKER).read_text()))
     torch.set_num_threads(config.torch_threads)
     limit_heap_growth()
-    accelerator = Accelerator(mixed_precision=_mixed_precision())
-    torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
     encoded, dropped = encode_examples(tokenizer, examples, config.max_seq_len, config.share_prefixes)
     if not encoded:
         raise ValueError("no training examples fit in max_seq_len")
-    packed = (accelerator.device.type == "cpu" if config.packed_attention is None
-              else config.packed_attention)
+    precision = _mixed_precision()
+    batches, total_steps = _schedule(encoded, config, PartialState().num_processes)
+    # Made before the model: under DeepSpeed ZeRO-3 the arguments shard the weights as they load.
+    args = TrainingArguments(
+        output_dir=str(out / "state"), per_device_train_batch_size=1,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_checkpointing=config.gradient_checkpointing, learning_rate=learning_rate,
+        optim="adamw_torch", weight_decay=0.0, max_grad_norm=0.0, lr_scheduler_type="linear",
+        max_steps=total_steps,
+        warmup_steps=int(config.warmup_ratio * total_steps),
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
+        seed=config.seed, data_seed=config.seed,
+        train_sampling_strategy="sequential", remove_unused_columns=False,
+        average_tokens_across_devices=False, ddp_find_unused_parameters=False,
+        save_strategy="steps", save_steps=config.save_every, save_total_limit=1,
+        logging_steps=1, report_to="none", dataloader_num_workers=0, disable_tqdm=False)
+    packed = args.device.type == "cpu" if config.packed_attention is None else config.packed_attention
+    set_seed(config.seed)  # a fresh adapter's initial weights
     model = _load_model(base, config, init_adapter, packed)
-    mine, total_steps = _schedule(encoded, config, accelerator)
-    optimizer, scheduler = _optimizer(model, learning_rate, total_steps, config)
-    # The scheduler stays outside `prepare`: accelerate would step it once per process per
-    # step, and `total_steps` already counts steps per process.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    state_dir = out / "state"
-    step = resumed_from_step = _resume(accelerator, state_dir)
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tag_ids = action_tag_ids(tokenizer) if config.cost_contrast_weight else []
-    model.train()
-    started, train_tokens, target_tokens, loss_value = time.monotonic(), 0, 0, float("nan")
-    with tqdm(total=total_steps, initial=step, desc=desc, unit="step",
-              disable=not accelerator.is_local_main_process) as bar:
-        while step < total_steps:
-            loss, targets = _batch_loss(model, accelerator, encoded, mine[step], pad_id, tag_ids,
-                                        packed, config)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            train_tokens += sum(len(encoded[i]) for i in mine[step])
-            target_tokens += targets
-            step += 1
-            loss_value = float(loss.detach())
-            bar.update()
-            bar.set_postfix(loss=f"{loss_value:.3f}")
-            if step % config.save_every == 0 and step < total_steps:
-                _save_checkpoint(accelerator, state_dir, step)
-
+    curve = LossCurve()
+    trainer = AskwiseTrainer(
+        model=model, args=args, train_dataset=PackedSteps(batches),
+        data_collator=PackedCollator(encoded, pad_id, config.selective_logits, config.action_loss_weight,
+                                     tag_ids, packed),
+        callbacks=[curve], tag_ids=tag_ids, cost_contrast_weight=config.cost_contrast_weight)
+    resume = last_checkpoint(out / "state")
+    resumed_from_step = (json.loads((resume / "trainer_state.json").read_text())["global_step"]
+                         if resume else 0)
+    print(f"{desc}: {sum(len(g.suffixes) for g in encoded)} examples, {total_steps} steps"
+          + (f", resuming at step {resumed_from_step}" if resume else ""), flush=True)
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     stats = FinetuneStats(examples=sum(len(g.suffixes) for g in encoded), dropped=dropped, steps=total_steps,
-                          train_tokens=train_tokens, target_tokens=target_tokens,
-                          seconds=time.monotonic() - started, final_loss=loss_value,
-                          resumed_from_step=resumed_from_step)
-    _save_final(accelerator, model, tokenizer, out, base, config, init_adapter, stats)
+                          train_tokens=trainer.train_tokens, target_tokens=trainer.target_tokens,
+                          seconds=time.monotonic() - started,
+                          final_loss=curve.losses[-1] if curve.losses else float("nan"),
+                          resumed_from_step=resumed_from_step, losses=curve.losses)
+    _save_final(trainer, tokenizer, out, base, config, init_adapter, stats)
     return stats
 
 
 def _load_model(base: Path, config: TrainConfig, init_adapter: Path | None, packed: bool):
-    """The base model in fp32 (autocast does the rest), wrapped in a trainable LoRA adapter
-    (a fresh one, or `init_adapter` continued) unless the run fine-tunes every weight."""
+    """The base model, wrapped in a trainable LoRA adapter (a fresh one, or `init_adapter`
+    continued) unless the run fine-tunes every weight. Weights in fp32 (autocast does the rest),
+    but a LoRA run on a GPU with bf16 keeps the frozen base in bf16: half the memory, and the
+    adapter's own weights stay fp32 (peft)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     attention = {"attn_implementation": packed_attention.register()} if packed else {}
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **attention)
+    frozen_bf16 = config.lora and torch.cuda.is_available() and _mixed_precision() == "bf16"
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=torch.bfloat16 if frozen_bf16 else torch.float32, **attention)
     if not config.lora:
         return model
     from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
 
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed LoRA layers need a graph to the inputs
     if init_adapter is None:
         return get_peft_model(model, LoraConfig(
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
@@ -398,72 +373,24 @@ def _load_model(base: Path, config: TrainConfig, init_adapter: Path | None, pack
     return PeftModel.from_pretrained(model, str(init_adapter), config=adapter_config, is_trainable=True)
 
 
-def _schedule(encoded: list[Group], config: TrainConfig, accelerator) -> tuple[list[list[int]], int]:
-    """This process's batches, one per optimizer step, and the number of steps: each process
-    takes every num_processes-th batch, and epochs repeat the shuffled order."""
+def _schedule(encoded: list[Group], config: TrainConfig, processes: int) -> tuple[list[list[int]], int]:
+    """Every micro-batch in training order, and the number of optimizer steps. A step takes
+    `gradient_accumulation_steps` micro-batches on each process; epochs repeat the shuffled
+    order, and the last step of a partial epoch takes the next epoch's first micro-batches."""
     batches = _batches(encoded, config.batch_size, config.seed)
-    processes = accelerator.num_processes
-    total_steps = max(1, math.ceil(math.ceil(len(batches) / processes) * config.epochs))
-    schedule = [batches[i % len(batches)] for i in range(total_steps * processes)]
-    return schedule[accelerator.process_index::processes], total_steps
+    per_step = processes * config.gradient_accumulation_steps
+    total_steps = max(1, math.ceil(math.ceil(len(batches) / per_step) * config.epochs))
+    return [batches[i % len(batches)] for i in range(total_steps * per_step)], total_steps
 
 
-def _optimizer(model, learning_rate: float, total_steps: int, config: TrainConfig):
-    """AdamW over the trainable weights, with linear warm-up and linear decay."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    return optimizer, scheduler
-
-
-def _resume(accelerator, state_dir: Path) -> int:
-    """Load the last complete checkpoint, if any; the step it reached (0 for a fresh run)."""
-    if (last := _last_checkpoint(state_dir)) is None:
-        return 0
-    accelerator.load_state(str(last))
-    return json.loads((last / "step.json").read_text())["step"]
-
-
-def _batch_loss(model, accelerator, encoded: list[Group], batch: list[int], pad_id: int,
-                tag_ids: list[int], packed: bool, config: TrainConfig):
-    """The weighted cross-entropy of one batch's replies, plus the cost-contrast loss on its
-    action tags; and how many target tokens it had."""
-    import torch
-
-    input_ids, mask, positions, labels, weights, keep = (
-        t.to(accelerator.device) if hasattr(t, "to") else t
-        for t in _collate(encoded, batch, pad_id, config.selective_logits, config.action_loss_weight))
-    spans = {"packed_spans": packed_spans(encoded, batch)} if packed else {}
-    with accelerator.autocast():
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                       logits_to_keep=keep, **spans).logits
-    per_token = torch.nn.functional.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-        reduction="none")
-    loss = (per_token * weights.reshape(-1)).sum() / weights.sum()
-    if tag_ids:
-        rows, cols, targets, owners = _tag_targets(encoded, batch, tag_ids)
-        if rows:
-            cols_t = torch.as_tensor(cols, device=logits.device)
-            if torch.is_tensor(keep):  # selective logits: columns of `keep`
-                cols_t = torch.searchsorted(keep, cols_t)
-            tag_logits = logits[torch.as_tensor(rows, device=logits.device), cols_t][:, tag_ids]
-            loss = loss + config.cost_contrast_weight * cost_contrast_loss(
-                tag_logits.float(), targets, owners)
-    return loss, int((labels != -100).sum())
-
-
-def _save_final(accelerator, model, tokenizer, out: Path, base: Path, config: TrainConfig,
+def _save_final(trainer, tokenizer, out: Path, base: Path, config: TrainConfig,
                 init_adapter: Path | None, stats: FinetuneStats) -> None:
     """Write the adapter (or model) with its askwise.json, drop the resumable state, and mark
-    the folder done so a rerun skips it."""
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(out)
+    the folder done so a rerun skips it. `save_model` gathers sharded weights (FSDP, ZeRO-3)
+    and writes once, from the main process."""
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        (out / "training_args.bin").unlink(missing_ok=True)  # the run's pickled arguments: not the adapter's
         if not config.lora:
             tokenizer.save_pretrained(out)
         write_meta(out, kind="lora" if config.lora else "full", prompt_format=PROMPT_FORMAT_VERSION,
@@ -472,4 +399,4 @@ def _save_final(accelerator, model, tokenizer, out: Path, base: Path, config: Tr
                    **trained_grid(init_adapter, config.train_alphas, config.train_betas))
         shutil.rmtree(out / "state", ignore_errors=True)
         (out / DONE_MARKER).write_text(json.dumps(stats.__dict__))
-    accelerator.wait_for_everyone()
+    trainer.accelerator.wait_for_everyone()

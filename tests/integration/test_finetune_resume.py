@@ -5,8 +5,8 @@ makes."""
 from pathlib import Path
 
 import pytest
-from accelerate import Accelerator
 from safetensors.torch import load_file
+from transformers import Trainer
 
 from askwise.policy import Costs, Turn, render_prompt
 from askwise.training.config import TrainConfig
@@ -32,24 +32,25 @@ def test_a_stopped_finetune_resumes_from_its_checkpoint(examples, base_checkpoin
     whole = finetune(examples, base_checkpoint, tmp_path / "whole", config, learning_rate=1e-3)
     assert (whole.steps, whole.resumed_from_step) == (3, 0)
 
-    # Killed while writing its second checkpoint: a truncated file is all that save wrote.
-    real_save, saves = Accelerator.save_state, []
+    # Killed while writing its second checkpoint: the weights are out, the optimizer is a
+    # truncated file, and the trainer's state (written last) never came.
+    real_save, saves = Trainer._save_optimizer_and_scheduler, []
 
-    def killed_on_second_save(self, output_dir=None, **kwargs):
+    def killed_on_second_save(self, output_dir):
         saves.append(output_dir)
         if len(saves) == 2:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-            (Path(output_dir) / "model.safetensors").write_bytes(b"\x00" * 10)
+            (Path(output_dir) / "optimizer.pt").write_bytes(b"\x00" * 10)
             raise Stopped
-        return real_save(self, output_dir, **kwargs)
+        return real_save(self, output_dir)
 
-    monkeypatch.setattr(Accelerator, "save_state", killed_on_second_save)
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", killed_on_second_save)
     with pytest.raises(Stopped):
         finetune(examples, base_checkpoint, tmp_path / "resumed", config, learning_rate=1e-3)
     monkeypatch.undo()
     resumed = finetune(examples, base_checkpoint, tmp_path / "resumed", config, learning_rate=1e-3)
 
     assert (resumed.steps, resumed.resumed_from_step) == (3, 1)
+    assert resumed.losses == pytest.approx(whole.losses[1:], rel=1e-5)  # the two steps left
     assert 0 < resumed.train_tokens < whole.train_tokens  # only the steps this process ran
     a = load_file(tmp_path / "whole" / "adapter_model.safetensors")
     b = load_file(tmp_path / "resumed" / "adapter_model.safetensors")

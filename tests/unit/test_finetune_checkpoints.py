@@ -2,34 +2,27 @@
 
 import json
 
-from askwise.training.finetune import _last_checkpoint
+from askwise.training.trainer import last_checkpoint
 
 
 def _checkpoint(directory, step=None):
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.safetensors").write_bytes(b"weights")
-    if step is not None:
-        (directory / "step.json").write_text(json.dumps({"step": step}))
+    (directory / "adapter_model.safetensors").write_bytes(b"weights")
+    if step is not None:  # the Trainer writes its state last: a checkpoint without it is partial
+        (directory / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return directory
 
 
 def test_resumes_from_the_newest_complete_checkpoint_not_a_partial_one(tmp_path):
     state = tmp_path / "state"
-    _checkpoint(state / "0000020", 20)
-    _checkpoint(state / "0000030.partial")  # killed mid-save: no step.json
-    assert _last_checkpoint(state) == state / "0000020"
-
-
-def test_a_run_saved_in_the_old_layout_still_resumes(tmp_path):
-    state = _checkpoint(tmp_path / "state", 10)  # files straight in state/
-    assert _last_checkpoint(state) == state
-    _checkpoint(state / "0000020.partial")
-    assert _last_checkpoint(state) == state
-    _checkpoint(state / "0000020", 20)
-    assert _last_checkpoint(state) == state / "0000020"
+    _checkpoint(state / "checkpoint-20", 20)
+    _checkpoint(state / "checkpoint-30")  # killed mid-save: no trainer_state.json
+    assert last_checkpoint(state) == state / "checkpoint-20"
+    _checkpoint(state / "checkpoint-100", 100)  # by step, not by name
+    assert last_checkpoint(state) == state / "checkpoint-100"
 
 
 def test_nothing_to_resume(tmp_path):
-    assert _last_checkpoint(tmp_path / "state") is None
+    assert last_checkpoint(tmp_path / "state") is None
     (tmp_path / "state").mkdir()
-    assert _last_checkpoint(tmp_path / "state") is None
+    assert last_checkpoint(tmp_path / "state") is None
