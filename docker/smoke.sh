@@ -38,6 +38,8 @@ if [ "$ENGINE" = podman ]; then
   if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
     command -v runc >/dev/null || fail "cgroup v1 or hybrid host: podman needs runc here (apt-get install runc)"
     engine=(podman --runtime runc --cgroup-manager=cgroupfs)
+    # the same for containers its Docker-compatible socket starts (the compose stage)
+    printf '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n' >> "$conf/containers.conf"
   fi
   build_flags+=(--format docker)  # keeps HEALTHCHECK, which OCI images drop
 fi
@@ -162,6 +164,34 @@ code=$("${engine[@]}" inspect --format '{{.State.ExitCode}}' "$NAME")
 [ "$code" = 0 ] || fail "exit code $code after SIGTERM"
 say "SIGTERM: drained, exit code $code"
 
+# --- the CPU compose stack's gateway, from the image just built ---------------------------
+compose=()
+if docker compose version >/dev/null 2>&1; then compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then compose=(docker-compose)
+elif [ -x .venv/bin/docker-compose ]; then compose=(.venv/bin/docker-compose); fi
+compose_result="not run (no docker compose)"
+if [ ${#compose[@]} -gt 0 ]; then
+  if [ "$ENGINE" = podman ]; then
+    socket=$(mktemp -u /tmp/podman-smoke-XXXX.sock)
+    "${engine[@]}" system service --time=0 "unix://$socket" >/dev/null 2>&1 &
+    service=$!
+    for _ in $(seq 1 50); do [ -S "$socket" ] && break; sleep 0.2; done
+    export DOCKER_HOST="unix://$socket"
+  fi
+  "${engine[@]}" tag "$IMAGE" askwise-gateway:latest
+  project=askwise-smoke-$$
+  stack() { "${compose[@]}" -p "$project" -f docker/compose.cpu.yaml "$@"; }
+  down() { stack down -v >/dev/null 2>&1 || true; [ -n "${service:-}" ] && kill "$service" 2>/dev/null || true; }
+  trap 'cleanup; down' EXIT
+  stack up -d --no-build gateway >&2
+  for _ in $(seq 1 300); do curl -sf http://127.0.0.1:8000/readyz >/dev/null && break; sleep 1; done
+  curl -sf http://127.0.0.1:8000/v1/chat -H 'content-type: application/json' -d "$body" >/dev/null \
+    || { stack logs >&2; fail "the compose stack's gateway did not answer /v1/chat"; }
+  compose_result="docker/compose.cpu.yaml's gateway answered /v1/chat on :8000"
+  say "$compose_result"
+  down
+fi
+
 size=$("${engine[@]}" image inspect --format '{{.Size}}' "$IMAGE")
-printf 'image %s (base %s): %s MB, ready %s s after start, answered /v1/chat and the OpenAI client as uid %s, exit code %s on SIGTERM\n' \
-  "$IMAGE" "$BASE_IMAGE" "$(( size / 1000000 ))" "$ready_s" "$uid" "$code"
+printf 'image %s (base %s): %s MB, ready %s s after start, answered /v1/chat and the OpenAI client as uid %s, exit code %s on SIGTERM; %s\n' \
+  "$IMAGE" "$BASE_IMAGE" "$(( size / 1000000 ))" "$ready_s" "$uid" "$code" "$compose_result"
