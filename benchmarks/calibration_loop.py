@@ -65,7 +65,7 @@ def run(requests: list[dict], args: argparse.Namespace, work: Path) -> None:
     half = len(requests) // 2
     calibrate_on, held_out = requests[:half], requests[half:]
     turns = EmbeddedTurns(argparse.Namespace(adapter=None, base_model=None, dtype="auto",
-                                             torch_threads=args.torch_threads))
+                                             torch_threads=args.torch_threads, decision="auto"))
     alphas, betas = list(DEFAULT_ALPHAS), list(DEFAULT_BETAS)
 
     async def go():
@@ -96,7 +96,7 @@ def run(requests: list[dict], args: argparse.Namespace, work: Path) -> None:
     calibration, rows = asyncio.run(go())
     calibration.save(work / "calibration.json")
     print(f"\nCalibrated on {half} {args.split} requests ({len(alphas)} x {len(betas)} cost pairs), "
-          f"held out {len(held_out)}; embedded shipped policy\n")
+          f"held out {len(held_out)}; embedded shipped policy, decision by {turns.source['decision']}\n")
     print("| target | alpha | beta | predicted clarify / multi | achieved clarify / multi (held out) | "
           "within 0.05 |")
     print("| --- | --- | --- | --- | --- | --- |")
