@@ -122,6 +122,12 @@ def targets(cells: list[dict]) -> dict:
     rises = [at[(a, b2)]["policy"]["multi_rate"] - at[(a, b1)]["policy"]["multi_rate"]
              for a in alphas for b1, b2 in zip(betas, betas[1:])]
     result["largest_multi_rise_with_beta"] = max(rises, default=0.0)
+    for name in cells[0].get("decisions", {}) if cells else ():
+        theirs = [c["decisions"][name] for c in cells]
+        result.setdefault("against", {})[name] = {
+            "ahead": sum(t["diff"] > 0 for t in theirs),
+            "ahead_by_2se": sum(t["diff"] > 2 * t["se"] for t in theirs),
+            "behind_by_2se": sum(t["diff"] < -2 * t["se"] for t in theirs)}
     checks = [abs(v["predicted_f1"] - v["realised_f1"]) for c in cells for v in c.get("estimates", {}).values()]
     if checks:
         result["estimates_within_tolerance"] = sum(d <= ESTIMATE_TOLERANCE for d in checks)

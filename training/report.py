@@ -73,6 +73,10 @@ def _target_rows(summary: dict, row) -> None:
         row("cells ahead of the best fixed strategy by more than 2 paired SE",
             f"{t['ahead_of_best_fixed_by_2se']} / {n}")
         row("cells at or above the readings rule's reward", f"{t['at_least_readings_rule']} / {n}")
+    for name, counts in t.get("against", {}).items():
+        row(f"cells ahead of the decision by {name} (same replies): ahead / by more than 2 paired SE / "
+            "behind by more than 2 paired SE",
+            f"{counts['ahead']} / {counts['ahead_by_2se']} / {counts['behind_by_2se']} of {n}")
     row("largest rise of the clarify rate from one alpha to the next (0 or less: never rises)",
         f"{t['largest_clarify_rise_with_alpha']:+.3f}")
     row("largest rise of the multi-answer rate from one beta to the next",

@@ -488,9 +488,11 @@ def test_decisions_pick_forced_episodes_on_the_same_replies():
                                "realised_words": 2.0}
     cells = [{"alpha": c.alpha, "beta": c.beta, "policy": {"clarify_rate": r, "multi_rate": m, "reward": 0.9},
               "best_fixed": {"diff": d, "se": 0.01}, "readings_rule": {"reward": 0.85},
+              "decisions": {"policy's tag": {"diff": d, "se": 0.01}},
               "estimates": {"answer": {"predicted_f1": 0.7, "realised_f1": 0.8}}}
              for c, r, m, d in zip(grid, (0.5, 0.0), (0.0, 0.5), (0.05, -0.02))]
     result = targets(cells)
+    assert result["against"]["policy's tag"] == {"ahead": 1, "ahead_by_2se": 1, "behind_by_2se": 0}
     assert result["never_behind_best_fixed"] == 1 and result["ahead_of_best_fixed_by_2se"] == 1
     assert result["at_least_readings_rule"] == 2 and result["largest_clarify_rise_with_alpha"] == -0.5
     assert result["estimates_within_tolerance"] == 0 and result["largest_estimate_error"] == pytest.approx(0.1)
