@@ -28,8 +28,9 @@ def askwise(*args, timeout=900):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, base_checkpoint):
-    """Played with --grow-only first, then fine-tuned by the same command without it: the
-    split by which episodes grown on one machine are fine-tuned on another."""
+    """Played in stages, as on a GPU host: --grow-only (the bootstrap and the first grow),
+    --finetune-only (the fine-tune on those episodes, stopping before the value stage's
+    play), then a plain run (the value stage)."""
     out = tmp_path_factory.mktemp("train")
     askwise("train", "--output-dir", str(out), "--grow-only", *TINY_TRAIN)
     assert not (out / "adapter").exists() and not (out / "iter-1" / "adapter").exists()
@@ -39,8 +40,12 @@ def trained(tmp_path_factory, base_checkpoint):
     # The grow plays the served redraw: the tiny model's questions ground nothing.
     asked = [json.loads(line) for line in grown.splitlines() if b'"forced": "clarify"' in line]
     assert asked and any(e["extra"].get("redrawn") for e in asked)
-    askwise("train", "--output-dir", str(out), *TINY_TRAIN)
+    stopped = askwise("train", "--output-dir", str(out), "--finetune-only", *TINY_TRAIN)
+    assert "the value stage is next" in stopped.stdout
     assert (out / "iter-1" / "episodes.jsonl").read_bytes() == grown  # fine-tuned, not replayed
+    assert (out / "adapter").is_dir() and not (out / "value").exists()
+    askwise("train", "--output-dir", str(out), *TINY_TRAIN)
+    assert (out / "value" / "fit.json").is_file()
     return out
 
 
