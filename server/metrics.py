@@ -39,6 +39,11 @@ class Metrics:
             "them.", ["outcome"], registry=self.registry)
         for outcome in ("replaced", "kept"):
             self.redraws.labels(outcome)  # both series from the start, at 0
+        self.decisions = Counter(
+            "askwise_decisions", "Opening turns by what chose the action: the value head, the "
+            "policy's tag, or the tag because the value server failed.", ["by"], registry=self.registry)
+        for by in ("value", "policy", "policy_fallback"):
+            self.decisions.labels(by)
 
     def watch_replicas(self, replicas) -> None:
         """Export each backend replica's state (askwise.policy.engines.replicas.Replica)."""

@@ -7,6 +7,7 @@ that a backend that is down or a prompt that is too long still gets its proper 4
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -50,6 +51,8 @@ from .protocol import (
     PolicyResult,
 )
 from .settings import Settings
+
+log = logging.getLogger("askwise.server")
 
 
 @dataclass
@@ -227,25 +230,35 @@ class ChatService:
                                  max_questions=self.settings.max_questions)
         prepared = Prepared(messages, params, costs, preset, model, target,
                             Sources.of(request.turns, request.documents))
-        if self.value is not None and questions_asked(request.turns) == 0:
-            await self._decide_by_value(prepared, actions)
+        if questions_asked(request.turns) == 0:
+            if self.value is None:
+                self.metrics.decisions.labels("policy").inc()
+            else:
+                await self._decide_by_value(prepared, actions)
         return prepared
 
     async def _decide_by_value(self, prepared: Prepared, actions: tuple[Action, ...]) -> None:
         """Set up the value decision of an episode's opening turn (policy/value.py): inside
         an engine that runs it on its own prefill, else from the value server, with the
         reply then forced to the action chosen. Either way the policy's own probabilities of
-        each action are still reported."""
+        each action are still reported. A value server that fails leaves the turn to the
+        policy's tag (the response says `decision: policy`): a decision by the tag beats an
+        error for a request the generation server can still answer."""
         params = replace(prepared.params, choice_prefixes=prepared.params.allowed_prefixes)
         if self.value.head is not None and self.engine.runs_decisions:
             report = lambda action, expected: (action, expected)  # noqa: E731
             prepared.params = replace(params, decision=self.value.head.decision(
                 prepared.costs, actions, len(prepared.messages) - 1, report))
+            self.metrics.decisions.labels("value").inc()
             return
         try:
             expected = await self.value.expected(prepared.messages, actions)
         except EngineError as exc:
-            raise self._backend_failure(exc) from None
+            self.metrics.backend_errors.labels(exc.code).inc()
+            self.metrics.decisions.labels("policy_fallback").inc()
+            log.warning("value server failed (%s); the policy's tag decides this turn", exc.message)
+            return
+        self.metrics.decisions.labels("value").inc()
         action = decide(expected, prepared.costs)
         prepared.decided = action, expected
         prepared.params = replace(params, allowed_prefixes=action_prefixes((action,)),

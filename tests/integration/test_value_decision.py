@@ -225,3 +225,22 @@ def test_over_vllm_the_pooling_server_decides_as_the_embedded_engine_would(over_
         events = sse_events(response)
     assert events[0]["type"] == "action" and events[0]["decision"] == "value"
     assert events[0]["expected"]["clarify"]["questions"] == 1.0
+
+
+def test_a_value_server_that_fails_leaves_the_turn_to_the_policys_tag(misbehaving_backend, logs):
+    """Readiness says the value server is down; a request still gets the generation server's
+    reply, decided by the policy's tag, and the metric counts the fallback."""
+    from helpers import metric
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    front = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
+                    "--model", "clarifier", "--value-url", dead, ready_path="/healthz")
+    try:
+        ready = httpx.get(front.url + "/readyz")
+        assert ready.status_code == 503 and "unreachable" in ready.json()["reason"]
+        reply = httpx.post(front.url + "/v1/chat", json={"messages": QUESTION}, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["decision"] == "policy" and reply.json()["expected"] is None
+        assert metric(front.url, 'askwise_decisions_total{by="policy_fallback"}') == 1
+    finally:
+        front.stop()
