@@ -33,6 +33,7 @@ from pathlib import Path
 from .actions import ACTION_PREFIXES, Action
 from .costs import Costs
 from .engines.base import StateDecision
+from .reward import reward
 
 HEAD_WEIGHTS = "value_head.safetensors"
 HEAD_META = "value_head.json"
@@ -46,14 +47,15 @@ STATE_VERSION = "conversation-end-1"  # the last token of the prompt without its
 
 @dataclass(frozen=True)
 class Expected:
-    """What an action is expected to give on this request."""
+    """What an action is expected to give on this request: the expectations of what an
+    episode measures (`reward.Outcome`), so its value at any costs is the same reward."""
 
     f1: float
     words: float
     questions: float
 
     def value(self, costs: Costs) -> float:
-        return self.f1 - costs.alpha * self.questions - costs.beta * self.words
+        return reward(self.f1, self.questions, self.words, costs)
 
 
 def expected_from_outputs(outputs: Sequence[float], allowed: Sequence[Action]) -> dict[Action, Expected]:

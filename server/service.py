@@ -89,9 +89,11 @@ class Reply:
     parsed: ParsedAction
     completion: Completion
 
-    def decided(self, prepared: Prepared) -> tuple[Action, dict[Action, Expected]] | None:
-        """The value decision behind this reply: taken in the engine, or before it."""
-        return self.completion.decision or prepared.decided
+    def expected(self, prepared: Prepared) -> dict[Action, Expected] | None:
+        """The expectations the value decision chose this reply's action from (in the engine,
+        or before it); None where the policy's tag chose."""
+        decided = self.completion.decision or prepared.decided
+        return decided[1] if decided else None
 
 
 @dataclass
@@ -299,8 +301,8 @@ class ChatService:
             well_formed=parsed.well_formed,
             prompt_format=PROMPT_FORMAT_VERSION,
             action_probabilities=action_probabilities(reply.completion.prefix_probabilities),
-            decision="value" if reply.decided(prepared) else "policy",
-            expected=expected_out((reply.decided(prepared) or (None, None))[1]),
+            decision="policy" if reply.expected(prepared) is None else "value",
+            expected=expected_out(reply.expected(prepared)),
         )
 
     def _count_tokens(self, completion: Completion) -> None:
@@ -392,10 +394,9 @@ class ChatService:
                     continue
                 if chunk.completion is not None:
                     tail, parsed = parser.finish()
-                    if not announced:
+                    if not announced:  # the policy's tag chose (a value decision went out first)
                         yield "action", ActionEvent(parsed.action, action_probabilities(
-                            chunk.completion.prefix_probabilities),
-                            expected_out((Reply(parsed, chunk.completion).decided(prepared) or (None, None))[1]))
+                            chunk.completion.prefix_probabilities))
                     self._count_tokens(chunk.completion)
                     reply = Reply(parsed, chunk.completion)
                     if holding or not announced:
