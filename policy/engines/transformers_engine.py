@@ -312,11 +312,7 @@ class TransformersEngine(Engine):
                 self._by_first_char[text[0]].append((token_id, text))
 
     def _prepare(self, request: _Request) -> None:
-        ids = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
-                                                 tokenize=True, return_dict=False)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        request.prompt_ids = list(ids)
+        request.prompt_ids = self._template_ids(request.messages, generation_prompt=True)
         if request.params.decision is not None:
             request.state_index = self._state_index(request)
         if request.params.prefix_probabilities and request.params.reported_prefixes:
@@ -330,16 +326,19 @@ class TransformersEngine(Engine):
                 f"{request.params.max_tokens} it exceeds the model's {self.max_model_len}-token context",
                 param="messages")
 
+    def _template_ids(self, messages: ChatMessages, generation_prompt: bool) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,
+                                                 tokenize=True, return_dict=False)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return list(ids)
+
     def _state_index(self, request: _Request) -> int:
         """The prompt position a decision reads: the last token of its leading messages."""
         if not self._has_state:
             raise EngineRejected("this model has no final norm to read a decision's state from")
         leading = request.messages[:request.params.decision.prefix_messages]
-        ids = self.tokenizer.apply_chat_template(leading, add_generation_prompt=False,
-                                                 tokenize=True, return_dict=False)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        ids = list(ids)
+        ids = self._template_ids(leading, generation_prompt=False)
         if not ids or request.prompt_ids[:len(ids)] != ids:
             raise EngineRejected("the chat template does not render the decision's leading "
                                  "messages as a prefix of the prompt")
