@@ -33,11 +33,16 @@ def test_the_server_engine_loads_the_shipped_policy_and_it_takes_an_action(base_
 def test_the_shipped_calibration_was_measured_on_the_shipped_policy():
     from askwise.policy.calibrate import adapter_digest
     from askwise.policy.checkpoints import default_adapter
+    from askwise.policy.value import has_value_head
     from askwise.server.app import policy_calibration
     from askwise.server.settings import Settings
 
-    calibration = policy_calibration(Settings())
+    decision = "value" if has_value_head(default_adapter()) else "policy"
+    calibration = policy_calibration(Settings(), decision)
     assert calibration is not None, "the default policy ships without calibration.json"
-    # recompute it (askwise calibrate) whenever the default policy changes
+    # recompute it (askwise calibrate) whenever the default policy or its decision changes
     assert calibration.source["adapter_sha256"] == adapter_digest(default_adapter())
-    assert policy_calibration(Settings(base_only=True)) is None  # another policy: none applies
+    assert calibration.source.get("decision", "policy") == decision
+    assert policy_calibration(Settings(base_only=True), decision) is None  # another policy: none applies
+    # rates measured with one decision say nothing of the other
+    assert policy_calibration(Settings(), "policy" if decision == "value" else "value") is None
