@@ -58,7 +58,15 @@ def main() -> None:
 
 
 def run(requests: list[dict], args: argparse.Namespace, work: Path) -> None:
-    from askwise.policy.calibrate import DEFAULT_ALPHAS, DEFAULT_BETAS, EmbeddedTurns, build, measure
+    from askwise.policy.calibrate import (
+        DEFAULT_ALPHAS,
+        DEFAULT_BETAS,
+        FINE_ALPHAS,
+        FINE_BETAS,
+        EmbeddedTurns,
+        build,
+        measure,
+    )
     from askwise.policy.calibration import CalibrationError, parse_target
 
     work.mkdir(parents=True, exist_ok=True)
@@ -66,7 +74,8 @@ def run(requests: list[dict], args: argparse.Namespace, work: Path) -> None:
     calibrate_on, held_out = requests[:half], requests[half:]
     turns = EmbeddedTurns(argparse.Namespace(adapter=None, base_model=None, dtype="auto",
                                              torch_threads=args.torch_threads, decision="auto"))
-    alphas, betas = list(DEFAULT_ALPHAS), list(DEFAULT_BETAS)
+    value = turns.source["decision"] == "value"
+    alphas, betas = (list(FINE_ALPHAS), list(FINE_BETAS)) if value else (list(DEFAULT_ALPHAS), list(DEFAULT_BETAS))
 
     async def go():
         try:
@@ -78,6 +87,11 @@ def run(requests: list[dict], args: argparse.Namespace, work: Path) -> None:
                 f"(python benchmarks/calibration_loop.py --items {len(requests)}, calibration half)")}
             calibration = build(records, alphas, betas, source)
             rows = []
+            held_out_path = work / "held-out.records.jsonl"
+            if value:
+                # One reply per held-out request says what the server does at every grid pair
+                # (the solver keeps to measured pairs), as on the calibration half.
+                await measure(turns, held_out, alphas, betas, held_out_path, 32)
             for text in args.targets:
                 target = parse_target(text)
                 try:
@@ -85,8 +99,7 @@ def run(requests: list[dict], args: argparse.Namespace, work: Path) -> None:
                 except CalibrationError as exc:
                     rows.append((text, None, str(exc)))
                     continue
-                played = await measure(turns, held_out, [solution.alpha], [solution.beta],
-                                       work / "held-out.records.jsonl", 32)
+                played = await measure(turns, held_out, [solution.alpha], [solution.beta], held_out_path, 32)
                 achieved = {a: sum(r["action"] == a for r in played) / len(played) for a in solution.predicted}
                 rows.append((text, solution, achieved))
             return calibration, rows

@@ -34,6 +34,11 @@ from .calibration import ACTIONS, Calibration, CalibrationError, Cell, Solution,
 # about a quarter to nearly none (solutions are only ever measured pairs).
 DEFAULT_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 DEFAULT_BETAS = (0.001, 0.003, 0.005, 0.007, 0.01, 0.03)
+# Where the value decision chooses, every pair after a request's first is derived, not
+# played, so a fine grid costs nothing: 16 alphas and 12 betas over the same ranges, evenly
+# in log scale (its rates step where an action's expected value overtakes another's).
+FINE_ALPHAS = tuple(float(f"{0.01 * 50 ** (k / 15):.3g}") for k in range(16))
+FINE_BETAS = tuple(float(f"{0.001 * 30 ** (k / 11):.3g}") for k in range(12))
 # Enough for the longest action tag ("#MULTI_ANS\nIf you mean" is 7 tokens for SmolLM2).
 REPLY_TOKENS = 8
 
@@ -184,6 +189,8 @@ async def measure(turns, requests: list[dict], alphas: list[float], betas: list[
     keys = [request_key(r) for r in requests]
     todo = [(i, a, b) for i in range(len(requests)) for a in alphas for b in betas
             if (keys[i], a, b) not in done]
+    # A request already played once by the value decision says what it does at any pair.
+    known = {key: row["expected"] for (key, _, _), row in done.items() if row.get("expected")}
     gate = asyncio.Semaphore(concurrency)
     total = len(requests) * len(alphas) * len(betas)
     bar = tqdm(total=total, initial=total - len(todo), unit="turn",
@@ -206,8 +213,11 @@ async def measure(turns, requests: list[dict], alphas: list[float], betas: list[
         # In chunks of `concurrency` requests: their first pairs, then all their other pairs,
         # played, or derived from the first pair's expectations where the value decision chose.
         by_request: dict[int, list[tuple[int, float, float]]] = {}
-        for job in todo:
-            by_request.setdefault(job[0], []).append(job)
+        for i, a, b in todo:
+            if keys[i] in known:
+                record(i, a, b, derived_action(known[keys[i]], a, b), None, known[keys[i]])
+            else:
+                by_request.setdefault(i, []).append((i, a, b))
         order = list(by_request)
         for start in range(0, len(order), concurrency):
             chunk = [by_request[i] for i in order[start:start + concurrency]]
