@@ -56,5 +56,6 @@ def test_without_url_it_serves_the_embedded_default(base_checkpoint):
     child.sendline("Who wrote Hamlet?")
     child.expect(r"\[(ANSWER|MULTI-ANSWER|CLARIFY)\]")
     child.expect_exact("preset=voice")
+    child.expect_exact("(expected: answer F1 ")  # the shipped policy decides by its value head
     child.sendline("/quit")
     child.expect(pexpect.EOF, timeout=60)

@@ -84,3 +84,28 @@ def test_errors_are_shown_not_swallowed(browser, scripted):
     page.fill("#question", "hi")
     page.click("#send")
     page.wait_for_function("document.getElementById('error').textContent.includes('nope')")
+
+
+@pytest.fixture(scope="module")
+def shipped(logs):
+    """`askwise serve` as a user starts it: the shipped policy, deciding by its value head."""
+    from helpers import gateway
+
+    server = gateway(logs)
+    yield server
+    server.stop()
+
+
+def test_the_shipped_policy_shows_what_each_action_was_expected_to_give(browser, shipped, tmp_path):
+    page = browser.new_page()
+    page.goto(shipped.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#mode-voice")
+    page.click("summary")
+    page.fill("#documents", "The 2018 FIFA World Cup was won by France.\nGermany won the 2014 FIFA World Cup.")
+    reply = ask(page, "Who won the world cup?", 0)
+    assert re.fullmatch(r"expected: answer F1 [01]\.\d\d, \d+ words → [+-]\d\.\d\d · "
+                        r"list F1 [01]\.\d\d, \d+ words → [+-]\d\.\d\d · "
+                        r"ask F1 [01]\.\d\d, \d+ words → [+-]\d\.\d\d",
+                        reply.locator(".expected").inner_text())
+    page.screenshot(path=str(tmp_path / "demo-expected.png"), full_page=True)
