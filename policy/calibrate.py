@@ -12,7 +12,7 @@ Every request is played once per (alpha, beta) of the grid, through a running ga
 the action tag. Where the value decision chose (the reply carries `expected`), one reply
 says what it chooses at every cost pair: the argmax of each action's expected value at
 those costs, exactly as the server takes it, so the request's other pairs are derived
-rather than played. Results go to `<out>.records.jsonl` as they come, so an interrupted run
+rather than played, and the default grid is a fine one (16 x 12). Results go to `<out>.records.jsonl` as they come, so an interrupted run
 resumes where it stopped. The calibration file (`--out`) holds each cost pair's action rates
 and mean action probabilities, and the fitted monotone curves (`calibration.py`); a PNG of
 the curves goes beside it, with the chosen point marked when a target is given.
@@ -52,8 +52,12 @@ def register(subcommands) -> None:
                         help="calibration file to write (default: calibration.json)")
     parser.add_argument("--url", default=None, help="a running askwise gateway (default: the embedded policy)")
     parser.add_argument("--model", default=None, help="with --url: the model to ask (default: the gateway's)")
-    parser.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
-    parser.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS))
+    parser.add_argument("--alphas", type=float, nargs="+", default=None,
+                        help="default: 16 from 0.01 to 0.5 where the embedded value decision chooses "
+                             "(one reply gives every pair), else 0.01 0.02 0.05 0.1 0.2 0.5")
+    parser.add_argument("--betas", type=float, nargs="+", default=None,
+                        help="default: 12 from 0.001 to 0.03 with the embedded value decision, "
+                             "else 0.001 0.003 0.005 0.007 0.01 0.03")
     parser.add_argument("--limit", type=int, default=None, help="use the first N requests")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--target", default=None, help="rates to meet, e.g. clarify=0.2,multi=0")
@@ -314,6 +318,9 @@ def run(args: argparse.Namespace) -> int:
             raise CalibrationError("--write-preset needs --target and --presets-file")
         requests = load_requests(args.requests, args.limit)
         turns = (GatewayTurns(args.url, args.model, args.concurrency) if args.url else EmbeddedTurns(args))
+        fine = turns.source.get("decision") == "value"
+        args.alphas = args.alphas or list(FINE_ALPHAS if fine else DEFAULT_ALPHAS)
+        args.betas = args.betas or list(FINE_BETAS if fine else DEFAULT_BETAS)
 
         async def go():
             try:
