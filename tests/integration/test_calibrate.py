@@ -40,9 +40,11 @@ def calibrated(tmp_path_factory):
 def test_calibrate_writes_rates_curves_and_resumable_records(calibrated):
     data = json.loads((calibrated / "cal.json").read_text())
     assert len(data["cells"]) == 4 and all(c["n"] == len(REQUESTS) for c in data["cells"])
+    # the shipped policy decides by its value head: one reply per request, the other pairs
+    # derived from its expectations, which carry no tag probabilities
+    assert data["source"]["decision"] == "value"
     for cell in data["cells"]:
         assert sum(cell["rates"].values()) == pytest.approx(1.0)
-        assert sum(cell["mean_probabilities"].values()) == pytest.approx(1.0)
     assert (calibrated / "cal.png").stat().st_size > 0
     records = (calibrated / "cal.records.jsonl").read_text().splitlines()
     assert len(records) == 4 * len(REQUESTS)
@@ -50,6 +52,16 @@ def test_calibrate_writes_rates_curves_and_resumable_records(calibrated):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (calibrated / "cal.records.jsonl").read_text().splitlines() == records
     assert json.loads((calibrated / "cal.json").read_text())["cells"] == data["cells"]
+
+
+def test_calibrating_the_policys_tag_plays_every_pair_and_averages_its_probabilities(tmp_path):
+    (tmp_path / "requests.jsonl").write_text(json.dumps(REQUESTS[1]) + "\n")
+    done = calibrate(tmp_path, "--decision", "policy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((tmp_path / "cal.json").read_text())
+    assert data["source"]["decision"] == "policy"
+    for cell in data["cells"]:
+        assert sum(cell["mean_probabilities"].values()) == pytest.approx(1.0)
 
 
 def test_a_target_becomes_a_preset_that_a_gateway_resolves_at_start(calibrated, base_checkpoint, logs):
