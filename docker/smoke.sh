@@ -141,8 +141,18 @@ reply=$(curl -sf "http://127.0.0.1:$PORT/v1/chat" -H 'content-type: application/
 action=$(printf '%s' "$reply" | python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["action"], r.get("decision"))')
 say "/v1/chat: action and decision: $action"
 
+# The OpenAI SDK from wherever it is installed: the system, the repository's virtualenv, or a
+# throwaway one (a fresh clone has neither).
 client=python3
-python3 -c "import openai" 2>/dev/null || client=.venv/bin/python
+if ! python3 -c "import openai" 2>/dev/null; then
+  if [ -x .venv/bin/python ] && .venv/bin/python -c "import openai" 2>/dev/null; then client=.venv/bin/python
+  else
+    tools=$(mktemp -d /tmp/askwise-smoke-tools-XXXX)
+    python3 -m venv "$tools" && "$tools/bin/pip" install -q "openai>=3.57,<3.58" >&2 \
+      || fail "could not install the OpenAI SDK for the client check"
+    client=$tools/bin/python
+  fi
+fi
 "$client" - "$PORT" <<'PY' >&2 || fail "the OpenAI client request failed"
 import sys
 from openai import OpenAI
