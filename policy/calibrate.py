@@ -12,10 +12,11 @@ Every request is played once per (alpha, beta) of the grid, through a running ga
 the action tag. Where the value decision chose (the reply carries `expected`), one reply
 says what it chooses at every cost pair: the argmax of each action's expected value at
 those costs, exactly as the server takes it, so the request's other pairs are derived
-rather than played, and the default grid is a fine one (16 x 12). Results go to `<out>.records.jsonl` as they come, so an interrupted run
-resumes where it stopped. The calibration file (`--out`) holds each cost pair's action rates
-and mean action probabilities, and the fitted monotone curves (`calibration.py`); a PNG of
-the curves goes beside it, with the chosen point marked when a target is given.
+rather than played, and the default grid is a fine one (16 x 12, embedded). Results go to
+`<out>.records.jsonl` as they come, so an interrupted run resumes where it stopped. The
+calibration file (`--out`) holds each cost pair's action rates and mean action
+probabilities, and the fitted monotone curves (`calibration.py`); a PNG of the curves goes
+beside it, with the chosen point marked when a target is given.
 """
 
 from __future__ import annotations
