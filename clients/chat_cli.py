@@ -67,7 +67,10 @@ def describe(reply) -> str:
     lines = [f"[{LABELS.get(reply.action.value, reply.action.value)}] {reply.message}"
              if not reply.interpretations else f"[{LABELS['multi_answer']}]"]
     for reading in reply.interpretations:
-        lines.append(f"  - if you mean {reading.interpretation}: {reading.answer}")
+        lines.append(f"  - {reading.interpretation}: {reading.answer}")
+    for number, option in enumerate(reply.options, 1):
+        # a number typed back picks the option: the gateway resolves positional replies
+        lines.append(f"  {number}) {option}")
     lines.append(f"  (alpha={reply.costs.alpha:g} beta={reply.costs.beta:g} preset={reply.costs.preset}; "
                  f"{reply.words} words, this turn cost {reply.cost_incurred:.3f})")
     if reply.expected:

@@ -8,6 +8,7 @@
         reply.message           # what to show or speak
         reply.action_probabilities  # answer=0.81 multi_answer=0.02 clarify=0.17 (or None)
         reply.expected          # {"clarify": ExpectedOut(f1=0.57, words=2.5, questions=1.0), ...}
+        reply.options           # a question's options: ["the 2014 tournament", "the 2018 tournament"]
 
 Requests and responses are the server's own pydantic models (`askwise.server.protocol`):
 what the SDK sends is validated by the same schema the gateway applies, and what it returns
@@ -348,6 +349,13 @@ class _History:
         """True after a clarifying question: the next `send` is the user's reply to it."""
         return self.last is not None and self.last.action is Action.CLARIFY
 
+    def _option(self, index: int) -> str:
+        """The last question's option number `index` (0-based), as the user's reply."""
+        options = self.last.options if self.awaiting_answer else []
+        if not 0 <= index < len(options):
+            raise ValueError(f"no option {index}: the last reply offers {len(options)}")
+        return options[index]
+
     def set_costs(self, *, preset: str | None = None, alpha: float | None = None,
                   beta: float | None = None) -> None:
         """Switch the costs for the turns to come (a preset clears explicit numbers)."""
@@ -385,6 +393,10 @@ class Conversation(_History):
             raise
         return self._add_reply(reply)
 
+    def pick(self, index: int, **overrides) -> ChatResponse:
+        """Answer the last question with its option number `index` (0-based): a button press."""
+        return self.send(self._option(index), **overrides)
+
 
 class AsyncConversation(_History):
     def __init__(self, client: AsyncAskwiseClient, **options):
@@ -399,3 +411,7 @@ class AsyncConversation(_History):
             self.messages.pop()
             raise
         return self._add_reply(reply)
+
+    async def pick(self, index: int, **overrides) -> ChatResponse:
+        """Answer the last question with its option number `index` (0-based): a button press."""
+        return await self.send(self._option(index), **overrides)

@@ -3,7 +3,8 @@
     #ANSWER <answer>                      guess the most likely intent and answer it
     #CLARIFY <question>                   ask one clarifying question
     #MULTI_ANS                            answer each plausible interpretation, one per line:
-    If you mean <interpretation>: <answer>
+    If you mean <interpretation>: <answer>   (as the policy writes it)
+    <interpretation>: <answer>               (as a list built from the readings writes it)
 
 The text after the tag is what the user sees (the "message"): the same string whether the
 reply is parsed at once or streamed chunk by chunk (`ActionStreamParser`).
@@ -11,7 +12,7 @@ reply is parsed at once or streamed chunk by chunk (`ActionStreamParser`).
 Parsing never raises. The documented fallbacks:
 - no leading tag (after whitespace and markdown emphasis): the whole reply is an `#ANSWER`,
   because any untagged reply ends the turn the way an answer does;
-- `#MULTI_ANS` whose lines do not follow "If you mean X: A": the action stays multi-answer,
+- `#MULTI_ANS` whose lines follow neither "If you mean X: A" nor "X: A": the action stays multi-answer,
   the message is the body, and `interpretations` holds only the lines that did parse;
 - an empty body: the action stands, the message is empty.
 Every fallback sets `well_formed = False` so callers can count them.
@@ -67,9 +68,12 @@ _BULLET_RE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _READING_LEAD = r"^(?:if\s+you\s+(?:mean|meant)|if\s+you(?:'re|\s+are)\s+asking\s+about)\s+"
 # The colon form first: readings are often questions with commas in them ("When did X air,
 # as a short?: 1987"), and splitting those at the comma would score the wrong answer.
+# Last, the short form a list built from the readings writes ("the 2014 tournament: Germany");
+# a colon inside an answer ("Ephesians 6:11") has no space after it and does not split.
 _READING_RES = (
     re.compile(_READING_LEAD + r"(?P<interpretation>[^:]+?)\s*:\s+(?P<answer>\S.*)$", re.IGNORECASE),
     re.compile(_READING_LEAD + r"(?P<interpretation>.+?)\s*,\s+(?P<answer>\S.*)$", re.IGNORECASE),
+    re.compile(r"^(?P<interpretation>[^:]{1,120}?)\s*:\s+(?P<answer>\S.*)$"),
 )
 
 

@@ -44,6 +44,12 @@ class Metrics:
             "policy's tag, or the tag because the value server failed.", ["by"], registry=self.registry)
         for by in ("value", "policy", "policy_fallback"):
             self.decisions.labels(by)
+        self.lists = Counter(
+            "askwise_lists", "Multi-answers built from the readings (--lists readings), by what "
+            "the user got: the readings' list, or the policy's own where its question offered "
+            "fewer than two options.", ["written_by"], registry=self.registry)
+        for by in ("readings", "model"):
+            self.lists.labels(by)
 
     def watch_replicas(self, replicas) -> None:
         """Export each backend replica's state (askwise.policy.engines.replicas.Replica)."""

@@ -108,6 +108,10 @@ class PolicyResult(BaseModel):
     action: Action
     message: str = Field(description="What the user sees: the answer, the answers, or the question.")
     interpretations: list[InterpretationOut] = Field(default_factory=list)
+    options: list[str] = Field(default_factory=list, description="A clarifying question's "
+                               "options, in its order, when it offers 2 to 4 distinct ones: an "
+                               "app can show them as buttons. A reply naming one by its words or "
+                               "its position (\"the second one\") resolves to it.")
     costs: AppliedCosts
     words: int = Field(description="Words in the message; the final answer pays beta for each.")
     cost_incurred: float = Field(description="alpha for a question; beta * words for an answer.")

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from askwise.policy.actions import (
     ACTION_PREFIXES,
@@ -35,6 +35,7 @@ from askwise.policy.prompt import (
     render_prompt,
 )
 from askwise.policy.questions import Sources, grade, needs_redraw, redraw_question
+from askwise.policy.readings import compose_list, question_readings, resolve_positions
 from askwise.policy.reward import count_words, turn_cost
 from askwise.policy.value import Expected, decide
 
@@ -80,6 +81,8 @@ class Prepared:
     model: str
     target: dict[str, float] | None = None
     sources: Sources | None = None  # what a question's options are checked against
+    turns: list[Turn] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
     # The value decision's (action, expectations) when it was taken before generating.
     decided: tuple[Action, dict[Action, Expected]] | None = None
 
@@ -228,10 +231,11 @@ class ChatService:
             stop=ACTION_STOP,
             prefix_probabilities=self.settings.action_probabilities,
         )
-        messages = render_prompt(request.turns, costs, request.documents,
+        turns = resolve_positions(request.turns)
+        messages = render_prompt(turns, costs, request.documents,
                                  max_questions=self.settings.max_questions)
         prepared = Prepared(messages, params, costs, preset, model, target,
-                            Sources.of(request.turns, request.documents))
+                            Sources.of(turns, request.documents), turns, request.documents)
         if questions_asked(request.turns) == 0:
             if self.value is None:
                 self.metrics.decisions.labels("policy").inc()
@@ -294,6 +298,7 @@ class ChatService:
             message=parsed.message,
             interpretations=[InterpretationOut(interpretation=i.interpretation, answer=i.answer)
                              for i in parsed.interpretations],
+            options=question_readings(parsed.message) if parsed.action is Action.CLARIFY else [],
             costs=AppliedCosts(alpha=prepared.costs.alpha, beta=prepared.costs.beta,
                                preset=prepared.preset, target=prepared.target),
             words=count_words(parsed.message),
@@ -330,6 +335,12 @@ class ChatService:
         self._count_tokens(completion)
         return await self._checked(prepared, Reply(parse_action(completion.text), completion))
 
+    def _composes(self, action: Action | None, prepared: Prepared) -> bool:
+        """Whether this turn's list is built from the readings: an opening turn's (a list after
+        a question answers what the user said, and the question budget is spent)."""
+        return (action is Action.MULTI_ANSWER and self.settings.lists == "readings"
+                and questions_asked(prepared.turns) == 0)
+
     async def _checked(self, prepared: Prepared, reply: Reply) -> Reply:
         """The reply, with a question nobody can answer (an option twice, cut off at the token
         limit, or options the documents do not tell apart) drawn again (policy/questions.py).
@@ -337,6 +348,8 @@ class ChatService:
         A backend failure during the redraw keeps the original question: the request had a
         reply already, and a worse question beats an error.
         """
+        if self._composes(reply.parsed.action, prepared):
+            return await self._listed(prepared, reply)
         draws, sources = self.settings.question_redraws, prepared.sources
         if not draws or not needs_redraw(reply.parsed, reply.completion, sources):
             return reply
@@ -361,6 +374,44 @@ class ChatService:
                              decision=reply.completion.decision)
         return Reply(redraw.parsed, completion)
 
+    async def _listed(self, prepared: Prepared, reply: Reply | None,
+                      started: Completion | None = None) -> Reply:
+        """The multi-answer built from the readings (policy/readings.py): each option of the
+        policy's question answered as after a user picks it. Where the question offers fewer
+        than two options, the policy's own list: `reply`, or generated here when a stream
+        stopped the policy at its tag (`reply` None; `started` then holds what the stream
+        reported: the action's probabilities and the value decision)."""
+        started = started or (reply and reply.completion)
+        try:
+            composed = await compose_list(
+                self.engine, prepared.turns, prepared.documents, prepared.costs, prepared.params,
+                prepared.model, self.settings.max_questions, self.settings.question_redraws)
+            if composed is None and reply is None:
+                own = replace(prepared.params, allowed_prefixes=action_prefixes((Action.MULTI_ANSWER,)),
+                              regex=action_regex((Action.MULTI_ANSWER,)), choice_prefixes=(),
+                              decision=None, prefix_probabilities=False)
+                completion = await self.engine.complete(prepared.messages, own, prepared.model)
+                self._count_tokens(completion)
+                reply = Reply(parse_action(completion.text), completion)
+        except EngineError as exc:
+            if reply is None:
+                raise self._backend_failure(exc) from None
+            self.metrics.backend_errors.labels(exc.code).inc()
+            composed = None
+        self.metrics.lists.labels("model" if composed is None else "readings").inc()
+        if composed is None:
+            return Reply(reply.parsed, replace(
+                reply.completion, prefix_probabilities=started and started.prefix_probabilities,
+                decision=started and started.decision))
+        self.metrics.tokens.labels("prompt").inc(composed.prompt_tokens)
+        self.metrics.tokens.labels("completion").inc(composed.completion_tokens)
+        spent = reply.completion.completion_tokens if reply else 0
+        completion = Completion(composed.parsed.raw, composed.prompt_tokens,
+                                spent + composed.completion_tokens, "stop",
+                                prefix_probabilities=started and started.prefix_probabilities,
+                                decision=started and started.decision)
+        return Reply(composed.parsed, completion)
+
     async def open_stream(self, prepared: Prepared) -> AsyncIterator[tuple[str, object]]:
         """Start generating and wait for the first chunk, so that errors get an HTTP status.
 
@@ -378,18 +429,26 @@ class ChatService:
         holding = False
         redraws = bool(self.settings.question_redraws)
 
+        def held(action: Action | None) -> bool:
+            # A question is held until checked, a list built from the readings until built.
+            return (action is Action.CLARIFY and redraws) or self._composes(action, prepared)
+
+        composing = False  # the list is built from the readings, not from this stream
+        probabilities, engine_decision = None, None
+
         def decided(action: Action, expected: dict[Action, Expected]) -> tuple[str, ActionEvent]:
-            nonlocal announced, holding
-            announced, holding = True, action is Action.CLARIFY and redraws
+            nonlocal announced, holding, composing
+            announced, holding, composing = True, held(action), self._composes(action, prepared)
             return "action", ActionEvent(action, None, expected_out(expected))
 
         try:
             if prepared.decided is not None:  # chosen before the reply: it goes out first
                 yield decided(*prepared.decided)
-            while chunk is not None:
+            while chunk is not None and not composing:
                 if chunk.decision is not None:  # chosen in the engine, before any reply token
                     if not announced:
                         yield decided(*chunk.decision)
+                        engine_decision = chunk.decision
                     chunk = await self._next(chunks)
                     continue
                 if chunk.completion is not None:
@@ -410,17 +469,26 @@ class ChatService:
                 delta = parser.feed(chunk.text)
                 if not announced and parser.action is not None:
                     announced = True
-                    yield "action", ActionEvent(parser.action,
-                                                action_probabilities(chunk.prefix_probabilities))
-                    if parser.action is Action.CLARIFY and redraws:
-                        holding = True
+                    probabilities = chunk.prefix_probabilities
+                    yield "action", ActionEvent(parser.action, action_probabilities(probabilities))
+                    holding = held(parser.action)
+                    composing = self._composes(parser.action, prepared)
                 if delta and not holding:
                     yield "delta", delta
-                chunk = await self._next(chunks)
+                if not composing:
+                    chunk = await self._next(chunks)
+            if not composing:
+                raise APIError(502, "the backend ended the stream without a final result",
+                               code="backend_error")
         finally:
             await chunks.aclose()
-        raise APIError(502, "the backend ended the stream without a final result",
-                       code="backend_error")
+        # A list built from the readings: the policy's own list is not what the user gets, so
+        # it stopped at the tag (or before any token, where the value decision chose).
+        started = Completion("", 0, 0, "stop", prefix_probabilities=probabilities,
+                             decision=engine_decision)
+        reply = await self._listed(prepared, None, started)
+        yield "delta", reply.parsed.message
+        yield "done", reply
 
 
 def now() -> int:

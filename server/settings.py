@@ -103,6 +103,12 @@ class Settings(BaseSettings):
                                   "first that passes, else the one grounding the most options; 0 "
                                   "asks every question as decoded. A streamed question then "
                                   "arrives whole, once checked.")
+    lists: Literal["model", "readings"] = Field(
+        "model", description="How a multi-answer is written. model: the list the policy writes "
+        "(\"If you mean X: A\" lines). readings: the policy asks its clarifying question, and each "
+        "option the question offers gets the answer the policy gives once a user picks it, all "
+        "options in one batch (\"X: A\" lines); a question offering fewer than two options "
+        "leaves the policy's own list.")
     action_probabilities: bool = Field(True, description="Report the policy's probability of "
                                        "each action in every response (over an OpenAI backend, "
                                        "from the reply's token logprobs, which it then asks for).")

@@ -8,7 +8,10 @@ multi-answer). Two more ask a question that offers one option twice when decodin
 "stammerer" offers two options when it samples with an odd seed, "stutterer" never does.
 "rambler" enumerates years until its token limit cuts it off when greedy, and asks a whole
 question when it samples. "wanderer" asks about a film and a song when greedy, and about two
-years when it samples.
+years when it samples. "reader" follows the constraint it is sent: made to ask, it offers
+"the 2014 cup or the 2018 cup"; made to answer, it answers the year in the user's last words
+(a list built from the readings is then two follow-ups); unconstrained, it writes its own list
+for a question with "every" in it and asks otherwise.
 Run: python misbehaving_backend.py PORT
 """
 
@@ -22,7 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
-          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer", "rambler", "wanderer"]
+          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer", "rambler", "wanderer", "reader"]
 OPEN_STREAMS = 0
 OPEN_HOLDS = 0
 
@@ -85,6 +88,8 @@ async def chat(request: Request):
     if model == "wanderer":
         text = ("#CLARIFY Do you mean 2014 or 2018?" if body.get("temperature")
                 else "#CLARIFY Do you mean the film or the song?")
+    if model == "reader":
+        text = reader(body)
     finish = "stop"
     if model == "rambler":
         text, finish = "#CLARIFY Do you mean 1985, 1986, 1987, 1988", "length"
@@ -108,7 +113,7 @@ async def chat(request: Request):
         return StreamingResponse(slow_events(), media_type="text/event-stream")
 
     async def events():
-        if model in ("clarifier", "stammerer", "stutterer", "rambler", "wanderer"):
+        if model in ("clarifier", "stammerer", "stutterer", "rambler", "wanderer", "reader"):
             for piece in (text[:12], text[12:]):
                 yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]}) + "\n\n"
             yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {},
@@ -124,6 +129,22 @@ async def chat(request: Request):
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def reader(body: dict) -> str:
+    regex = (body.get("structured_outputs") or {}).get("regex", "")
+    users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+    winners = {"2014": "Germany", "2018": "France"}
+    answer = next((f"#ANSWER {w}" for year, w in winners.items() if year in users[-1]), "#ANSWER I do not know")
+    if "CLARIFY" in regex and "ANSWER" not in regex:
+        return "#CLARIFY Do you mean the 2014 cup or the 2018 cup?"
+    if "ANSWER" in regex and "CLARIFY" not in regex and "MULTI" not in regex:
+        return answer
+    if len(users) > 1:
+        return answer
+    if "every" in users[-1]:
+        return "#MULTI_ANS\nIf you mean 2018: France\nIf you mean 2014: Germany"
+    return "#CLARIFY Do you mean the 2014 cup or the 2018 cup?"
 
 
 @app.get("/stats")

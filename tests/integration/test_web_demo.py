@@ -71,8 +71,7 @@ def test_clarification_round_and_multi_answer_are_shown(browser, scripted, tmp_p
     assert second.locator(".odds").count() == 0  # this backend sends no token probabilities
     multi = ask(page, "Who won every world cup?", 2)
     assert multi.get_attribute("data-action") == "multi_answer"
-    assert multi.locator("ul.readings li").all_inner_texts() == [
-        "If you mean 2018: France", "If you mean 2014: Germany"]
+    assert multi.locator("ul.readings li").all_inner_texts() == ["2018: France", "2014: Germany"]
     page.screenshot(path=str(tmp_path / "demo-clarify.png"), full_page=True)
 
 
@@ -109,3 +108,45 @@ def test_the_shipped_policy_shows_what_each_action_was_expected_to_give(browser,
                         r"ask F1 [01]\.\d\d, \d+ words → [+-]\d\.\d\d",
                         reply.locator(".expected").inner_text())
     page.screenshot(path=str(tmp_path / "demo-expected.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def reader(misbehaving_backend, logs):
+    """The scripted "reader" (it asks "the 2014 cup or the 2018 cup" and answers the year it
+    is told), with lists built from the readings."""
+    from helpers import gateway
+
+    server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
+                     "--model", "reader", "--lists", "readings")
+    yield server
+    server.stop()
+
+
+def test_a_question_offers_buttons_and_a_press_answers_it(browser, reader, tmp_path):
+    page = browser.new_page()
+    page.goto(reader.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    question = ask(page, "Who won the cup?", 0)
+    buttons = question.locator(".options button")
+    assert buttons.all_inner_texts() == ["the 2014 cup", "the 2018 cup"]
+    page.screenshot(path=str(tmp_path / "demo-options.png"), full_page=True)
+    buttons.nth(1).click()
+    page.wait_for_selector(".turn.assistant >> nth=1", timeout=30_000)
+    assert page.locator(".turn.user").nth(1).inner_text() == "the 2018 cup"
+    assert "France" in page.locator(".turn.assistant").nth(1).inner_text()
+    listed = ask(page, "Who won every cup?", 2)
+    assert listed.locator("ul.readings li").all_inner_texts() == [
+        "the 2014 cup: Germany", "the 2018 cup: France"]
+
+
+def test_the_examples_carry_their_documents(browser, reader):
+    page = browser.new_page()
+    page.goto(reader.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    examples = page.locator("#examples button")
+    assert examples.count() == 3
+    examples.nth(0).click()
+    page.wait_for_selector(".turn.assistant >> nth=0", timeout=30_000)
+    assert page.locator(".turn.user").nth(0).inner_text() == "Who won the world cup?"
+    documents = page.input_value("#documents").splitlines()
+    assert len(documents) == 2 and "2014" in documents[0] and "2018" in documents[1]
