@@ -100,6 +100,11 @@ class TrainConfig(VLLMOnGPU):
                                   "fewer than two options in the passages, as `askwise serve` "
                                   "does; ReST then learns from the question a user is asked (0: "
                                   "the policy's own questions).")
+    lists: Literal["model", "readings"] = Field("model", description="How an opening multi-answer "
+                                                "is written: model (the policy's own list) or "
+                                                "readings (each option of the policy's question "
+                                                "answered as after a user picks it; askwise serve "
+                                                "--lists readings).")
     simulator: Literal["literal", "reference", "llm"] = Field(
         "literal", description="literal: a deterministic user who answers only what is asked "
         "(simulator.py); reference: the earlier game's user, who states its whole intent "

@@ -45,6 +45,7 @@ from askwise.policy import (
 )
 from askwise.policy.engines.base import Engine, EngineError, EngineRejected, SamplingParams
 from askwise.policy.questions import Sources, grade, needs_redraw, redraw_question
+from askwise.policy.readings import compose_list
 
 from .data import Item, item_rng
 from .simulator import UserSimulator
@@ -149,7 +150,9 @@ async def _tag(engine: Engine, messages, params: SamplingParams, actions: tuple[
 
 async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpec,
                       params: SamplingParams, max_questions: int = 1,
-                      model: str | None = None, redraws: int = 0) -> Episode:
+                      model: str | None = None, redraws: int = 0, lists: str = "model") -> Episode:
+    """Play one episode. `lists="readings"` builds an opening multi-answer from the readings
+    (policy/readings.py) as `askwise serve --lists readings` does."""
     item, intent = spec.item, spec.intent
     turns: list[Turn] = [Turn("user", item.query)]
     questions, tokens, well_formed = 0, 0, True
@@ -181,6 +184,13 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
             # way the allowed final action would, so nothing the model said is lost.
             action = Action.ANSWER if Action.ANSWER in allowed else allowed[0]
             well_formed = False
+        if action is Action.MULTI_ANSWER and questions == 0 and lists == "readings":
+            composed = await compose_list(engine, turns, item.documents, spec.costs, turn_params,
+                                          model, max_questions, redraws)
+            if composed is not None:
+                tokens += composed.completion_tokens
+                extra["list_from"] = composed.question
+                parsed = composed.parsed
         turns.append(Turn("assistant", parsed.message, action))
         if action is Action.CLARIFY:
             questions += 1
@@ -248,7 +258,7 @@ def _drop_partial_line(path: Path) -> None:
 
 
 async def _run_all(engine, simulator, specs, params, max_questions, model, concurrency, out, desc,
-                   redraws):
+                   redraws, lists):
     done = {e.key: e for e in load_episodes(out)} if out else {}
     todo = [s for s in specs if s.key not in done]
     gate = asyncio.Semaphore(concurrency)
@@ -264,7 +274,7 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
         async with gate:
             try:
                 return await run_episode(engine, simulator, spec, params, max_questions, model,
-                                         redraws)
+                                         redraws, lists)
             except EngineError as exc:
                 # One bad request (say, a prompt over the context length) must not end the
                 # run; the episode is not recorded, so a rerun tries it again.
@@ -297,11 +307,12 @@ async def _run_all(engine, simulator, specs, params, max_questions, model, concu
 async def play_episodes(engine: Engine, simulator: UserSimulator, specs: list[EpisodeSpec],
                         params: SamplingParams, max_questions: int = 1, model: str | None = None,
                         concurrency: int = 32, out: Path | None = None, desc: str = "episodes",
-                        redraws: int = 0) -> list[Episode]:
+                        redraws: int = 0, lists: str = "model") -> list[Episode]:
     """Play `specs` concurrently; with `out`, resume from and append to that JSONL file.
-    With `redraws`, a question nobody can answer is drawn again (`policy.questions`)."""
+    With `redraws`, a question nobody can answer is drawn again (`policy.questions`); with
+    `lists="readings"`, an opening list is built from the readings (`policy.readings`)."""
     return await _run_all(engine, simulator, specs, params, max_questions, model, concurrency,
-                          out, desc, redraws)
+                          out, desc, redraws, lists)
 
 
 def spec_seed(seed: int, *keys: object) -> int:

@@ -75,7 +75,7 @@ from .decisions import (
 )
 from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes
 from .leakcheck import leak_report
-from .quality import awareness, list_quality, question_quality, steering
+from .quality import awareness, list_against_follow_up, list_quality, question_quality, steering
 from .rollout import rollout_engine, user_simulator
 from .scoring import (
     FIXED,
@@ -130,6 +130,11 @@ class EvalConfig(VLLMOnGPU):
                                   "question offers one option twice, is cut off at the token "
                                   "limit, or grounds fewer than two options in the passages, as "
                                   "`askwise serve` does (0: keep every greedy question).")
+    lists: Literal["model", "readings"] = Field("model", description="How an opening multi-answer "
+                                                "is written: model (the policy's own list) or "
+                                                "readings (each option of the policy's question "
+                                                "answered as after a user picks it; askwise serve "
+                                                "--lists readings).")
     simulator: Literal["literal", "reference", "llm"] = Field(
         "literal", description="The user: literal (answers only what is asked), reference (the "
         "earlier game's user, who states its intent whatever it is asked) or llm (--user-model).")
@@ -238,7 +243,7 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
             results[name] = await play_episodes(
                 engine, simulator, specs, params, config.max_questions,
                 concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name,
-                redraws=config.question_redraws)
+                redraws=config.question_redraws, lists=config.lists)
         require_every_episode(runs, results)
         return results
 
@@ -273,6 +278,11 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
             fixed = {name: item_rewards([e for e in eps if e.sample == index], by_id, costs)
                      for name, eps in forced.items()}
             cell["fixed"] = {name: mean_reward(r) for name, r in fixed.items()}
+            if {"always-multi", "always-answer"} <= fixed.keys():
+                # whether a list pays where there is something to list: ambiguous items only
+                ambiguous = lambda r: {k: v for k, v in r.items() if by_id[k].ambiguous}  # noqa: E731
+                cell["multi_vs_answer_ambiguous"] = _paired(ambiguous(fixed["always-multi"]),
+                                                            ambiguous(fixed["always-answer"]))
             best_name = max(fixed, key=lambda n: mean_reward(fixed[n]))
             cell["best_fixed"] = {"name": best_name, "reward": mean_reward(fixed[best_name]),
                                   **_paired(mine_by_item, fixed[best_name])}
@@ -331,6 +341,8 @@ def summarize(config: EvalConfig, items: list[Item], policy: list[Episode],
                                        lambda c, rate: c["best_forced_actions"][rate])
         summary["forced_questions"] = question_quality(forced.get("always-clarify", []), by_id)
         summary["forced_lists"] = list_quality(forced.get("always-multi", []), by_id)
+        summary["list_against_question"] = list_against_follow_up(
+            forced.get("always-multi", []), forced.get("always-clarify", []), by_id)
         summary["targets"] = targets(cells)
     if prompted is not None:
         summary["prompted_spearman_alpha_clarify"] = spearman(

@@ -38,6 +38,9 @@ def _quality_rows(summary: dict, row) -> None:
             row(f"{who}: clarifying questions on ambiguous items naming at least two readings",
                 f"{_share(q['naming_two_readings'])} of {q['questions']}")
             row(f"{who}: ... that are questions (end with '?')", _share(q["are_questions"]))
+            if "one_sentence" in q:
+                row(f"{who}: ... one sentence ending with '?'", _share(q["one_sentence"]))
+                row(f"{who}: ... over 30 words", _share(q["over_30_words"]))
             row(f"{who}: ... mean words", "n/a" if q["mean_words"] is None else f"{q['mean_words']:.1f}")
     for key, who in (("lists", "policy"), ("forced_lists", "forced #MULTI_ANS")):
         q = summary.get(key)
@@ -45,6 +48,16 @@ def _quality_rows(summary: dict, row) -> None:
             row(f"{who}: F1 of the line the user picks by label / F1 of the best line",
                 f"{_share(q['picked_over_best'])} ({_share(q['picked_f1'])} / {_share(q['best_line_f1'])}, "
                 f"{q['lists']} lists)")
+            if q.get("ambiguous_lists"):
+                row(f"{who}, ambiguous items: lines per list; lines whose label names a reading",
+                    f"{q['mean_lines']:.2f}; {_share(q['lines_naming_a_reading'])}")
+                row(f"{who}, ambiguous items: lists with two labels alike; readings a label names",
+                    f"{_share(q['lists_with_duplicate_labels'])}; {_share(q['readings_covered'])}")
+    versus = summary.get("list_against_question")
+    if versus and versus["pairs"]:
+        row("forced lists against forced questions, where both named the user's reading: picked "
+            "line F1 / follow-up F1", f"{_share(versus['ratio'])} ({_share(versus['picked_line_f1'])} / "
+            f"{_share(versus['follow_up_f1'])}, {versus['pairs']} pairs)")
     leak = summary.get("leak_check")
     if leak:
         for name, value in leak["string_rules"].items():

@@ -78,7 +78,7 @@ async def play(config: TrainConfig, base: Path, adapter: Path | None, specs: lis
                            log_path=log_dir / "user-server.log", **gpu) as simulator:
         return await play_episodes(engine, simulator, specs, params, config.max_questions,
                                    concurrency=config.rollout_concurrency, out=out, desc=desc,
-                                   redraws=config.question_redraws)
+                                   redraws=config.question_redraws, lists=config.lists)
 
 
 def _publish(adapter: Path, final: Path) -> None:

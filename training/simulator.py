@@ -95,14 +95,17 @@ def reading_words(item: Item) -> list[list[str]]:
     return result
 
 
-def named_readings(item: Item, question: str) -> set[int]:
-    """The readings `question` names: those with a word of theirs (`reading_words`) in it;
-    none when a person would not read it as a question (`readable`)."""
-    if not readable(question):
-        return set()
-    asked = set(_tokens(question))
+def words_name(item: Item, text: str) -> set[int]:
+    """The readings `text` holds a word of (`reading_words`): those it names."""
+    said = set(_tokens(text))
     return {k for k, words in enumerate(reading_words(item))
-            if any(" ".join(_tokens(w)) in asked for w in words)}
+            if any(" ".join(_tokens(w)) in said for w in words)}
+
+
+def named_readings(item: Item, question: str) -> set[int]:
+    """The readings `question` names (`words_name`); none when a person would not read it as
+    a question (`readable`)."""
+    return words_name(item, question) if readable(question) else set()
 
 
 class ReferenceSimulator:

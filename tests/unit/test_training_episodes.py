@@ -513,3 +513,54 @@ def test_a_tagged_episode_records_what_the_policy_would_have_chosen_beside_what_
     assert "tag" not in untagged.extra
     with pytest.raises(ValueError, match="no tag"):
         policy_choices([untagged])
+
+
+class OptionsAssistant(RuleAssistant):
+    """RuleAssistant whose question offers the two readings as options."""
+
+    async def complete(self, messages, params: SamplingParams, model=None) -> Completion:
+        completion = await super().complete(messages, params, model)
+        if completion.text.startswith("#CLARIFY"):
+            return Completion("#CLARIFY Do you mean as a short or as a series?", 10, 9, "stop")
+        return completion
+
+
+def test_a_list_from_the_readings_answers_each_option_as_after_the_question():
+    engine = OptionsAssistant()
+    [episode] = asyncio.run(play_episodes(engine, ReferenceSimulator(), [spec(Action.MULTI_ANSWER)],
+                                          SamplingParams(), 1, lists="readings"))
+    assert episode.turns[1]["content"] == ("as a short: April 19, 1987\n"
+                                           "as a series: December 17, 1989")
+    assert episode.extra["list_from"] == "Do you mean as a short or as a series?"
+    assert episode.final == "December 17, 1989" and episode.f1 == 1.0
+    assert episode.words == 12 and episode.f1_by_intent == [1.0, 1.0]
+    assert episode.engine_tokens == 5 + 9 + 5 + 5  # the policy's own list, the question, two lines
+
+
+def test_list_quality_reads_whether_labels_tell_the_readings_apart():
+    from askwise.training.quality import list_against_follow_up, list_quality
+
+    def listed(sample, lines, f1=1.0):
+        content = "\n".join(f"{label}: {answer}" for label, answer in lines)
+        return Episode(item_id=ITEM.id, sample=sample, intent=1, alpha=0.1, beta=0.01, forced="multi_answer",
+                       turns=[{"role": "user", "content": ITEM.query, "action": None},
+                              {"role": "assistant", "content": content, "action": "multi_answer"}],
+                       final="x", f1=f1, questions=0, words=4, well_formed=True)
+
+    good = listed(0, [("as a short", "April 19, 1987"), ("as a series", "December 17, 1989")])
+    alike = listed(1, [("the show", "1987"), ("the show", "1989")], f1=0.0)
+    quality = list_quality([good, alike], {ITEM.id: ITEM})
+    assert quality["ambiguous_lists"] == 2 and quality["mean_lines"] == 2
+    assert quality["lines_naming_a_reading"] == 0.5  # the second list's labels name nothing
+    assert quality["lists_with_duplicate_labels"] == 0.5
+    assert quality["readings_covered"] == 0.5
+
+    asked = Episode(item_id=ITEM.id, sample=0, intent=1, alpha=0.1, beta=0.01, forced="clarify",
+                    turns=[{"role": "user", "content": ITEM.query, "action": None},
+                           {"role": "assistant", "content": "Do you mean as a short or as a series?",
+                            "action": "clarify"},
+                           {"role": "user", "content": "series", "action": None},
+                           {"role": "assistant", "content": "December 17, 1989", "action": "answer"}],
+                    final="December 17, 1989", f1=0.8, questions=1, words=3, well_formed=True)
+    versus = list_against_follow_up([good, alike], [asked], {ITEM.id: ITEM})
+    assert versus["pairs"] == 1 and versus["ratio"] == pytest.approx(1.0 / 0.8)
