@@ -169,17 +169,22 @@ async def ask(engine: Engine, messages: list[dict[str, str]], params: SamplingPa
 
 async def compose_list(engine: Engine, turns: Sequence[Turn], documents: Sequence[Document],
                        costs: Costs, params: SamplingParams, model: str | None = None,
-                       max_questions: int = 1, redraws: int = 0) -> ComposedList | None:
+                       max_questions: int = 1, redraws: int = 0,
+                       question: str | None = None) -> ComposedList | None:
     """A multi-answer for the conversation `turns`, one line per reading: the policy asks its
-    question, and each option the question offers is answered as if the user had picked it
-    (all options in one batch). None when the question offers fewer than two options, so the
-    caller keeps the policy's own list."""
-    messages = render_prompt(list(turns), costs, list(documents), max_questions)
-    question, prompt_tokens, tokens = await ask(engine, messages, params, model, Sources.of(turns, documents), redraws)
-    options = question_readings(question.message)
+    question (or `question` is given), and each option the question offers is answered as if
+    the user had picked it (all options in one batch). None when the question offers fewer
+    than two options, so the caller keeps the policy's own list."""
+    prompt_tokens = tokens = 0
+    if question is None:
+        messages = render_prompt(list(turns), costs, list(documents), max_questions)
+        asked_by_policy, prompt_tokens, tokens = await ask(
+            engine, messages, params, model, Sources.of(turns, documents), redraws)
+        question = asked_by_policy.message
+    options = question_readings(question)
     if len(options) < MIN_OPTIONS:
         return None
-    asked = list(turns) + [Turn("assistant", question.message, Action.CLARIFY)]
+    asked = list(turns) + [Turn("assistant", question, Action.CLARIFY)]
     answer = replace(params, allowed_prefixes=(ACTION_PREFIXES[Action.ANSWER],), regex=None,
                      stop=ACTION_STOP, choice_prefixes=(), decision=None, prefix_probabilities=False,
                      max_tokens=min(params.max_tokens, LINE_MAX_TOKENS))
@@ -195,4 +200,4 @@ async def compose_list(engine: Engine, turns: Sequence[Turn], documents: Sequenc
     message = "\n".join(line(r.interpretation, r.answer) for r in readings)
     parsed = ParsedAction(Action.MULTI_ANSWER, message, tuple(readings),
                           well_formed=all(r.answer for r in readings), raw=message)
-    return ComposedList(parsed, question.message, prompt_tokens, tokens)
+    return ComposedList(parsed, question, prompt_tokens, tokens)

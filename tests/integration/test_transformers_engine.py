@@ -127,3 +127,28 @@ def test_a_stream_carries_the_prefix_probabilities_from_the_picking_chunk_on(eng
         if any(text.startswith(p) for p in prefixes):
             assert chunk.prefix_probabilities is not None
     assert chunks[-1].completion.prefix_probabilities == chunks[-2].prefix_probabilities
+
+
+def test_a_list_from_the_readings_is_each_follow_up_generated_in_one_batch(engine):
+    from askwise.policy import Action, Costs, Document, Turn, parse_action, render_prompt
+    from askwise.policy.readings import compose_list
+
+    turns = [Turn("user", "Who won the world cup?")]
+    documents = [Document("The 2014 FIFA World Cup was won by Germany."),
+                 Document("The 2018 FIFA World Cup was won by France.")]
+    costs, params = Costs(alpha=0.1, beta=0.002), SamplingParams(max_tokens=24)
+    question = "Do you mean the 2014 World Cup or the 2018 World Cup?"
+    waves = engine.waves
+    composed = run(compose_list(engine, turns, documents, costs, params, question=question))
+    batched_waves, waves = engine.waves - waves, engine.waves
+    assert [r.interpretation for r in composed.parsed.interpretations] == [
+        "the 2014 World Cup", "the 2018 World Cup"]
+    for reading in composed.parsed.interpretations:
+        # each line is what the policy answers once the user has picked that reading
+        follow_up = render_prompt(turns + [Turn("assistant", question, Action.CLARIFY),
+                                           Turn("user", reading.interpretation)], costs, documents, 1)
+        alone = run(engine.complete(follow_up, SamplingParams(max_tokens=24, allowed_prefixes=("#ANSWER ",),
+                                                              stop=("\n#",))))
+        assert reading.answer == parse_action(alone.text).message
+    assert batched_waves < engine.waves - waves  # the lines decoded together, not in turn
+    assert composed.parsed.message.splitlines()[0].startswith("the 2014 World Cup: ")
