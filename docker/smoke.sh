@@ -114,7 +114,12 @@ started=$(date +%s)
 say "built in $(( $(date +%s) - started )) s"
 
 # --- run ---------------------------------------------------------------------------------
-cleanup() { "${engine[@]}" rm -f "$NAME" >/dev/null 2>&1 || true; }
+tools=""  # the throwaway virtualenv `tool` makes, if any; removed on exit
+cleanup() {
+  "${engine[@]}" rm -f "$NAME" >/dev/null 2>&1 || true
+  [ -n "$tools" ] && rm -rf "$tools"
+  return 0
+}
 trap cleanup EXIT
 # Host networking: the check runs on loopback, and hosts whose firewall tools cannot set up a
 # container network still run it.
@@ -143,7 +148,6 @@ say "/v1/chat: action and decision: $action"
 
 # The OpenAI SDK from wherever it is installed: the system, the repository's virtualenv, or a
 # throwaway one (a fresh clone has neither).
-tools=""
 tool() {  # tool PACKAGE: a throwaway virtualenv with PACKAGE installed in it
   [ -n "$tools" ] || { tools=$(mktemp -d /tmp/askwise-smoke-tools-XXXX); python3 -m venv "$tools"; }
   "$tools/bin/pip" install -q "$1" >&2

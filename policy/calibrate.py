@@ -209,31 +209,31 @@ async def measure(turns, requests: list[dict], alphas: list[float], betas: list[
             done[keys[i], a, b] = row
             bar.update()
 
-        async def play(i: int, a: float, b: float) -> dict | None:
+        def derive(i: int, a: float, b: float) -> bool:
+            """Record the pair from the request's expectations, where the value decision gave them."""
+            expected = known.get(keys[i])
+            if expected:
+                record(i, a, b, derived_action(expected, a, b), None, expected)
+            return bool(expected)
+
+        async def play(i: int, a: float, b: float) -> None:
             async with gate:
                 action, probabilities, expected = await turns(requests[i], a, b)
             record(i, a, b, action, probabilities, expected)
-            return expected
+            if expected:
+                known[keys[i]] = expected
 
-        # In chunks of `concurrency` requests: their first pairs, then all their other pairs,
-        # played, or derived from the first pair's expectations where the value decision chose.
+        # In chunks of `concurrency` requests: their first pairs played, then their other
+        # pairs derived where the first gave expectations, else played.
         by_request: dict[int, list[tuple[int, float, float]]] = {}
-        for i, a, b in todo:
-            if keys[i] in known:
-                record(i, a, b, derived_action(known[keys[i]], a, b), None, known[keys[i]])
-            else:
-                by_request.setdefault(i, []).append((i, a, b))
+        for job in todo:
+            if not derive(*job):
+                by_request.setdefault(job[0], []).append(job)
         order = list(by_request)
         for start in range(0, len(order), concurrency):
             chunk = [by_request[i] for i in order[start:start + concurrency]]
-            firsts = await asyncio.gather(*(play(*jobs[0]) for jobs in chunk))
-            rest = []
-            for jobs, expected in zip(chunk, firsts):
-                for i, a, b in jobs[1:]:
-                    if expected:
-                        record(i, a, b, derived_action(expected, a, b), None, expected)
-                    else:
-                        rest.append((i, a, b))
+            await asyncio.gather(*(play(*jobs[0]) for jobs in chunk))
+            rest = [job for jobs in chunk for job in jobs[1:] if not derive(*job)]
             await asyncio.gather(*(play(*job) for job in rest))
     bar.close()
     return [done[k, a, b] for k in keys for a in alphas for b in betas]
