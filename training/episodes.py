@@ -166,11 +166,25 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
         messages = render_prompt(turns, spec.costs, item.documents, max_questions)
         if spec.tags and not any(t.role == "assistant" for t in turns):
             extra.update(await _tag(engine, messages, turn_params, open_actions, model))
-        completion = await engine.complete(messages, turn_params, model)
-        tokens += completion.completion_tokens
-        parsed = parse_action(completion.text)
+        opening_list = lists == "readings" and questions == 0
+        composed = None
+        if opening_list and allowed == (Action.MULTI_ANSWER,):
+            # A forced list is built from the readings before the policy writes its own,
+            # which would only be thrown away; its own stays where the question offers none.
+            composed = await compose_list(engine, turns, item.documents, spec.costs, turn_params,
+                                          model, max_questions, redraws)
+        if composed is not None:
+            tokens += composed.completion_tokens
+            extra["list_from"] = composed.question
+            parsed = composed.parsed
+            opening_list = False
+        else:
+            completion = await engine.complete(messages, turn_params, model)
+            tokens += completion.completion_tokens
+            parsed = parse_action(completion.text)
         sources = Sources.of(turns, item.documents)
-        if redraws and Action.CLARIFY in allowed and needs_redraw(parsed, completion, sources):
+        if (composed is None and redraws and Action.CLARIFY in allowed
+                and needs_redraw(parsed, completion, sources)):
             redraw = await redraw_question(engine, messages, turn_params, model, redraws, sources,
                                            grade(parsed, completion, sources))
             tokens += redraw.completion_tokens
@@ -184,7 +198,7 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
             # way the allowed final action would, so nothing the model said is lost.
             action = Action.ANSWER if Action.ANSWER in allowed else allowed[0]
             well_formed = False
-        if action is Action.MULTI_ANSWER and questions == 0 and lists == "readings":
+        if action is Action.MULTI_ANSWER and opening_list and allowed != (Action.MULTI_ANSWER,):
             composed = await compose_list(engine, turns, item.documents, spec.costs, turn_params,
                                           model, max_questions, redraws)
             if composed is not None:

@@ -534,7 +534,7 @@ def test_a_list_from_the_readings_answers_each_option_as_after_the_question():
     assert episode.extra["list_from"] == "Do you mean as a short or as a series?"
     assert episode.final == "December 17, 1989" and episode.f1 == 1.0
     assert episode.words == 12 and episode.f1_by_intent == [1.0, 1.0]
-    assert episode.engine_tokens == 5 + 9 + 5 + 5  # the policy's own list, the question, two lines
+    assert episode.engine_tokens == 9 + 5 + 5  # the question and two lines: no own list is written
 
 
 def test_list_quality_reads_whether_labels_tell_the_readings_apart():
