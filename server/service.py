@@ -328,6 +328,10 @@ class ChatService:
             raise self._backend_failure(exc) from None
 
     async def run(self, prepared: Prepared) -> Reply:
+        if prepared.decided is not None and self._composes(prepared.decided[0], prepared):
+            # A value server chose the list before any token: the user gets the list built from
+            # the readings, so the policy does not write one of its own first.
+            return await self._listed(prepared, None)
         try:
             completion = await self.engine.complete(prepared.messages, prepared.params, prepared.model)
         except EngineError as exc:

@@ -11,7 +11,8 @@ question when it samples. "wanderer" asks about a film and a song when greedy, a
 years when it samples. "reader" follows the constraint it is sent: made to ask, it offers
 "the 2014 cup or the 2018 cup"; made to answer, it answers the year in the user's last words
 (a list built from the readings is then two follow-ups); unconstrained, it writes its own list
-for a question with "every" in it and asks otherwise.
+for a question with "every" in it and asks otherwise. Its value export, "reader-value" on
+`/classify`, expects a list to pay for a question with "every" in it and a question otherwise.
 Run: python misbehaving_backend.py PORT
 """
 
@@ -25,9 +26,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 MODELS = ["untagged", "garbage", "slow", "crash", "wait", "midstream-error", "overloaded",
-          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer", "rambler", "wanderer", "reader"]
+          "slowstream", "clarifier", "echo", "hold", "stammerer", "stutterer", "rambler", "wanderer", "reader",
+          "reader-value"]
 OPEN_STREAMS = 0
 OPEN_HOLDS = 0
+OWN_LISTS = 0  # lists "reader" wrote itself
 
 
 @app.get("/v1/models")
@@ -132,6 +135,7 @@ async def chat(request: Request):
 
 
 def reader(body: dict) -> str:
+    global OWN_LISTS
     regex = (body.get("structured_outputs") or {}).get("regex", "")
     users = [m["content"] for m in body["messages"] if m["role"] == "user"]
     winners = {"2014": "Germany", "2018": "France"}
@@ -143,13 +147,27 @@ def reader(body: dict) -> str:
     if len(users) > 1:
         return answer
     if "every" in users[-1]:
+        OWN_LISTS += 1
         return "#MULTI_ANS\nIf you mean 2018: France\nIf you mean 2014: Germany"
     return "#CLARIFY Do you mean the 2014 cup or the 2018 cup?"
 
 
+@app.post("/classify")
+async def classify(request: Request):
+    """vLLM's pooling endpoint as the value export answers it: the head's six raw outputs,
+    E[F1] then E[words] for answer, multi-answer and clarify."""
+    body = await request.json()
+    users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+    if "every" in users[-1]:
+        probs = [0.2, 0.9, 0.5, 4.0, 8.0, 4.0]
+    else:
+        probs = [0.2, 0.3, 0.9, 4.0, 8.0, 4.0]
+    return {"object": "list", "data": [{"index": 0, "probs": probs, "num_classes": 6}]}
+
+
 @app.get("/stats")
 async def stats():
-    return {"open_streams": OPEN_STREAMS, "open_holds": OPEN_HOLDS}
+    return {"open_streams": OPEN_STREAMS, "open_holds": OPEN_HOLDS, "own_lists": OWN_LISTS}
 
 
 @app.get("/health")

@@ -35,6 +35,16 @@ def own_lists(misbehaving_backend, logs):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def value_decides(misbehaving_backend, logs):
+    """The value decision from a pooling server ("reader-value"), before any reply token."""
+    server = gateway(logs, "--backend", "openai", "--backend-url", misbehaving_backend.url + "/v1",
+                     "--model", "reader", "--lists", "readings", "--decision", "value",
+                     "--value-url", misbehaving_backend.url + "/v1", "--value-model", "reader-value")
+    yield server
+    server.stop()
+
+
 def chat(server, messages, **body):
     response = httpx.post(server.url + "/v1/chat", json={"messages": messages, **body}, timeout=30)
     assert response.status_code == 200, response.text
@@ -110,3 +120,16 @@ def test_the_sdk_picks_an_option_like_a_button(readings):
         assert talk.pick(0).message == "Germany"
         with pytest.raises(ValueError):
             talk.pick(0)  # the episode ended: no question to answer
+
+
+def test_a_list_the_value_server_chose_is_built_without_the_policys_own(value_decides,
+                                                                        misbehaving_backend):
+    own_lists = httpx.get(misbehaving_backend.url + "/stats").json()["own_lists"]
+    body = chat(value_decides, LIST)
+    assert body["decision"] == "value" and body["action"] == "multi_answer"
+    assert body["interpretations"] == READINGS
+    # the question and the two lines, 4 tokens each from this backend: no list written first
+    assert body["usage"]["completion_tokens"] == 12
+    assert httpx.get(misbehaving_backend.url + "/stats").json()["own_lists"] == own_lists
+    asked = chat(value_decides, ASK)
+    assert asked["action"] == "clarify" and asked["options"] == ["the 2014 cup", "the 2018 cup"]
