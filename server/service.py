@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
 from askwise.policy.actions import (
@@ -332,6 +333,14 @@ class ChatService:
             # A value server chose the list before any token: the user gets the list built from
             # the readings, so the policy does not write one of its own first.
             return await self._listed(prepared, None)
+        if prepared.params.decision is not None and self._composes(Action.MULTI_ANSWER, prepared):
+            # The engine's value head decides after its prefill, before any token; the stream
+            # stops there when it chose a list built from the readings, where a plain completion
+            # would have the policy write a list of its own first.
+            async with aclosing(await self.open_stream(prepared)) as events:
+                async for kind, value in events:
+                    if kind == "done":
+                        return value
         try:
             completion = await self.engine.complete(prepared.messages, prepared.params, prepared.model)
         except EngineError as exc:

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 import torch
-from helpers import free_port, gateway, sse_events
+from helpers import free_port, gateway, metric, sse_events
 
 from askwise.client import Action, AskwiseClient
 from askwise.policy import Costs, Turn, render_prompt
@@ -110,6 +110,28 @@ def test_the_openai_endpoint_and_the_sdk_carry_the_expectations(valued):
         assert reply.expected["clarify"].f1 == 0.8
         events = list(sdk.stream(QUESTION[0]["content"], preset="voice", documents=DOCUMENTS, max_tokens=48))
         assert events[0].type == "action" and events[0].expected["answer"].words == 3.0
+
+
+@pytest.fixture(scope="module")
+def valued_readings(planted, base_checkpoint, logs):
+    server = gateway(logs, "--base-model", str(base_checkpoint), "--adapter", str(planted),
+                     "--lists", "readings")
+    yield server
+    server.stop()
+
+
+def test_a_list_the_head_chose_is_built_without_one_of_the_policys_own(valued_readings):
+    """The head chooses the list inside the engine, before any token. The plain reply, like the
+    stream, stops there and builds the list from the readings: both spend the same tokens."""
+    reply = ask(valued_readings, "text", temperature=0)
+    body = {"preset": "text", "messages": QUESTION, "documents": DOCUMENTS, "stream": True,
+            "max_tokens": 48, "temperature": 0}
+    with httpx.stream("POST", valued_readings.url + "/v1/chat", json=body, timeout=120) as response:
+        streamed = sse_events(response)[-2]["response"]
+    assert reply["action"] == streamed["action"] == "multi_answer" and reply["decision"] == "value"
+    assert metric(valued_readings.url, 'askwise_lists_total{written_by="readings"}') == 2
+    assert reply["message"] == streamed["message"] and len(reply["interpretations"]) >= 2
+    assert reply["usage"]["completion_tokens"] == streamed["usage"]["completion_tokens"]
 
 
 def test_the_engine_reads_the_state_its_own_prefill_computes(planted, base_checkpoint):
