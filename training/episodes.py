@@ -57,7 +57,9 @@ class EpisodeSpec:
     With `tags`, the first turn also records the action the policy's own reply would start
     with there, and its probability of each (`Episode.extra["tag"]`, `["tags"]`), from a
     short request with every action allowed, sent just before the forced one so that both
-    share the prompt's cached prefix."""
+    share the prompt's cached prefix. `question`: a forced list built from the readings is
+    built from this question (the policy's own in the same cell, played already) instead of
+    asking it again; the episode's tokens are then the lines'."""
 
     item: Item
     sample: int
@@ -66,6 +68,7 @@ class EpisodeSpec:
     forced: Action | None = None
     seed: int | None = None
     tags: bool = False
+    question: str | None = None
 
     @property
     def key(self) -> str:
@@ -172,7 +175,7 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
             # A forced list is built from the readings before the policy writes its own,
             # which would only be thrown away; its own stays where the question offers none.
             composed = await compose_list(engine, turns, item.documents, spec.costs, turn_params,
-                                          model, max_questions, redraws)
+                                          model, max_questions, redraws, question=spec.question)
         if composed is not None:
             tokens += composed.completion_tokens
             extra["list_from"] = composed.question

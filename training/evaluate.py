@@ -15,7 +15,8 @@ its own episodes, with its tag deciding.
 Baselines on the same items, at the same costs:
 - prompted: the base model with the same prompt, no training;
 - always-answer / always-multi / always-clarify: the evaluated checkpoint with its first
-  action forced, played in every cell with that cell's costs in its prompt;
+  action forced, played in every cell with that cell's costs in its prompt (with
+  `--lists readings`, a forced list is built from the forced question of the same cell);
 - best forced reply: per item, the best of the three forced episodes for that cell. It knows
   which action pays off before acting: an upper bound for choosing among these replies, and
   its rates are what reward maximisation with these replies would show (called the oracle in
@@ -224,6 +225,24 @@ def require_every_episode(runs: dict[str, list[EpisodeSpec]], results: dict[str,
             "it plays only those, then writes the report")
 
 
+def played_in_order(runs: dict[str, list[EpisodeSpec]], lists: str) -> list[tuple[str, list[EpisodeSpec]]]:
+    """The runs in the order they play: with lists built from the readings, the forced
+    questions before the forced lists, whose questions they are (`with_questions`)."""
+    order = list(runs)
+    if lists == "readings" and {"always-clarify", "always-multi"} <= set(order):
+        order.remove("always-clarify")
+        order.insert(order.index("always-multi"), "always-clarify")
+    return [(name, runs[name]) for name in order]
+
+
+def with_questions(specs: list[EpisodeSpec], asked: list[Episode]) -> list[EpisodeSpec]:
+    """Forced lists built from the question the policy asked in the same cell (its forced
+    clarify episode): the same greedy request, so asking it again would only repeat it."""
+    questions = {e.key: e.turns[1]["content"] for e in asked
+                 if len(e.turns) > 1 and e.turns[1]["action"] == Action.CLARIFY.value}
+    return [replace(s, question=questions.get(s.key)) for s in specs]
+
+
 async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
                        runs: dict[str, list[EpisodeSpec]]) -> dict[str, list[Episode]]:
     params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
@@ -239,7 +258,9 @@ async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,
                            threads=config.torch_threads, vllm_venv=config.vllm_venv,
                            log_path=out / "user-server.log", **gpu) as simulator:
         results = {}
-        for name, specs in runs.items():
+        for name, specs in played_in_order(runs, config.lists):
+            if name == "always-multi" and "always-clarify" in results:
+                specs = with_questions(specs, results["always-clarify"])
             results[name] = await play_episodes(
                 engine, simulator, specs, params, config.max_questions,
                 concurrency=config.rollout_concurrency, out=out / f"episodes-{name}.jsonl", desc=name,

@@ -537,6 +537,32 @@ def test_a_list_from_the_readings_answers_each_option_as_after_the_question():
     assert episode.engine_tokens == 9 + 5 + 5  # the question and two lines: no own list is written
 
 
+def test_a_forced_list_is_built_from_the_question_the_cell_already_asked():
+    from dataclasses import replace as with_fields
+
+    from askwise.training.evaluate import played_in_order, with_questions
+
+    engine = OptionsAssistant()
+    [asked] = asyncio.run(play_episodes(engine, ReferenceSimulator(), [spec(Action.CLARIFY)],
+                                        SamplingParams(), 1, lists="readings"))
+    runs = {"always-answer": [spec(Action.ANSWER)], "always-multi": [spec(Action.MULTI_ANSWER)],
+            "always-clarify": [spec(Action.CLARIFY)]}
+    assert [n for n, _ in played_in_order(runs, "readings")] == ["always-answer", "always-clarify",
+                                                                 "always-multi"]
+    assert list(dict(played_in_order(runs, "model"))) == list(runs)
+    [listed] = with_questions(runs["always-multi"], [asked])
+    assert listed.question == "Do you mean as a short or as a series?"
+    engine.prompts.clear()
+    [episode] = asyncio.run(play_episodes(engine, ReferenceSimulator(), [listed], SamplingParams(), 1,
+                                          lists="readings"))
+    assert episode.turns[1]["content"] == ("as a short: April 19, 1987\n"
+                                           "as a series: December 17, 1989")
+    assert len(engine.prompts) == 2 and episode.engine_tokens == 5 + 5  # the two lines only
+    # a cell whose question was not asked (another sample) asks its own
+    [other] = with_questions([with_fields(spec(Action.MULTI_ANSWER), sample=1)], [asked])
+    assert other.question is None
+
+
 def test_list_quality_reads_whether_labels_tell_the_readings_apart():
     from askwise.training.quality import list_against_follow_up, list_quality
 
