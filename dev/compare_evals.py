@@ -12,17 +12,21 @@ many cells the first is ahead in, and ahead or behind by more than twice the SE:
 
 The episodes may be plain (`episodes-policy.jsonl`, a run folder) or gzipped (`.jsonl.gz`,
 as a shipped adapter's `eval/` folder commits them), so a candidate pairs with the shipped
-policy's committed report directly. Where either folder holds no episodes (older reports kept
-only `eval.json`), it compares the cells' mean rewards unpaired, with no SE, and says so.
+policy's committed report directly. An evaluation that played every first action forced
+(the default) holds no policy episodes: its decision's are the forced episodes it picked,
+by the value head's estimates (`estimates.json`) or else by the policy's tag. Where either
+folder holds no episodes (older reports kept only `eval.json`), it compares the cells' mean
+rewards unpaired, with no SE, and says so.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-from askwise.training.episodes import load_episodes
+from askwise.training.decisions import chosen_episodes, policy_choices, value_choices
+from askwise.training.episodes import Episode, load_episodes
 from askwise.training.evaluate import EvalConfig, load_items
-from askwise.training.scoring import beats, item_rewards, paired_difference
+from askwise.training.scoring import FIXED, beats, item_rewards, paired_difference
 
 
 def main() -> None:
@@ -35,14 +39,14 @@ def main() -> None:
     keys = ("dataset", "split", "items", "setting", "seed")
     if any(getattr(configs[0], k) != getattr(configs[1], k) for k in keys):
         parser.error(f"the two evaluations differ in one of {keys}: nothing to pair")
-    paths = [policy_episodes(d) for d in (args.first, args.second)]
-    if None in paths:
+    decided = [decided_episodes(d, c) for d, c in zip((args.first, args.second), configs)]
+    if None in decided:
         unpaired(args.first, args.second)
         return
     items = {item.id: item for item in load_items(configs[0])}
     # A folder may hold episodes of items beyond its config's (an evaluation resumed with
     # fewer --items keeps what the longer run played); only the config's items pair.
-    episodes = [[e for e in load_episodes(path) if e.item_id in items] for path in paths]
+    episodes = [[e for e in eps if e.item_id in items] for eps in decided]
     grids = [config.grid() for config in configs]
     shared = [costs for costs in grids[0] if costs in grids[1]]
     if not shared:
@@ -65,12 +69,26 @@ def main() -> None:
           f"behind by more than 2 SE in {behind_2se}")
 
 
-def policy_episodes(folder: Path) -> Path | None:
-    """The policy's episodes in an evaluation folder, plain or gzipped; None if neither."""
-    for name in ("episodes-policy.jsonl", "episodes-policy.jsonl.gz"):
-        if (folder / name).exists():
-            return folder / name
+def saved(folder: Path, name: str) -> Path | None:
+    """A run's episodes in an evaluation folder, plain or gzipped; None if neither."""
+    for path in (folder / f"episodes-{name}.jsonl", folder / f"episodes-{name}.jsonl.gz"):
+        if path.exists():
+            return path
     return None
+
+
+def decided_episodes(folder: Path, config: EvalConfig) -> list[Episode] | None:
+    """The evaluated decision's episodes: the policy's own, or the forced ones it picked."""
+    if (path := saved(folder, "policy")) is not None:
+        return load_episodes(path)
+    paths = {name: saved(folder, name) for name in FIXED}
+    if None in paths.values():
+        return None
+    forced = {name: load_episodes(path) for name, path in paths.items()}
+    if (folder / "estimates.json").exists():
+        estimates = json.loads((folder / "estimates.json").read_text())["items"]
+        return chosen_episodes(forced, value_choices(estimates, config.grid(), config.max_questions))
+    return chosen_episodes(forced, policy_choices(forced["always-answer"]))
 
 
 def unpaired(first: Path, second: Path) -> None:
