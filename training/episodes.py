@@ -230,6 +230,15 @@ async def run_episode(engine: Engine, simulator: UserSimulator, spec: EpisodeSpe
             f1_by_intent=f1_by_intent, engine_tokens=tokens, extra=extra)
 
 
+def with_questions(specs: list[EpisodeSpec], asked: list[Episode]) -> list[EpisodeSpec]:
+    """Forced lists built from the readings, given the question the policy asked on the same
+    item at the same costs in `asked` (its forced clarify episodes). For greedy play, where
+    asking again would repeat the same request; sampled play draws its own."""
+    questions = {(e.item_id, e.alpha, e.beta): e.turns[1]["content"] for e in asked
+                 if len(e.turns) > 1 and e.turns[1]["action"] == Action.CLARIFY.value}
+    return [replace(s, question=questions.get((s.item.id, s.costs.alpha, s.costs.beta))) for s in specs]
+
+
 def assistant_examples(episode: Episode, costs: Costs, documents, max_questions: int
                        ) -> list[tuple[list[dict[str, str]], str]]:
     """(prompt messages, target reply) for each assistant turn, prompted with `costs`.

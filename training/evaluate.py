@@ -74,7 +74,7 @@ from .decisions import (
     value_choices,
     value_estimates,
 )
-from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes
+from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes, with_questions
 from .leakcheck import leak_report
 from .quality import awareness, list_against_follow_up, list_quality, question_quality, steering
 from .rollout import rollout_engine, user_simulator
@@ -233,14 +233,6 @@ def played_in_order(runs: dict[str, list[EpisodeSpec]], lists: str) -> list[tupl
         order.remove("always-clarify")
         order.insert(order.index("always-multi"), "always-clarify")
     return [(name, runs[name]) for name in order]
-
-
-def with_questions(specs: list[EpisodeSpec], asked: list[Episode]) -> list[EpisodeSpec]:
-    """Forced lists built from the question the policy asked in the same cell (its forced
-    clarify episode): the same greedy request, so asking it again would only repeat it."""
-    questions = {e.key: e.turns[1]["content"] for e in asked
-                 if len(e.turns) > 1 and e.turns[1]["action"] == Action.CLARIFY.value}
-    return [replace(s, question=questions.get(s.key)) for s in specs]
 
 
 async def _play_system(config: EvalConfig, base: Path, adapter: Path | None,

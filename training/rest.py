@@ -45,7 +45,7 @@ from askwise.policy.engines.base import SamplingParams
 from .bootstrap import demonstrations
 from .config import TrainConfig
 from .data import Item, item_rng, load_ambigqa
-from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes, spec_seed
+from .episodes import Episode, EpisodeSpec, load_episodes, play_episodes, spec_seed, with_questions
 from .finetune import DONE_MARKER, finetune, machine
 from .improve import best_action_table, improve, select_for_training, training_examples
 from .rollout import rollout_engine, user_simulator
@@ -229,6 +229,23 @@ def _grow_and_improve(config: TrainConfig, state, items: list[Item], base: Path,
     return examples, summary
 
 
+async def play_value(config: TrainConfig, base: Path, adapter: Path | None, specs: list[EpisodeSpec],
+                     params: SamplingParams, folder: Path) -> None:
+    """The value stage's episodes. With lists built from the readings, the questions play
+    first and each item's list is built from its question (greedy: the same request)."""
+    out = folder / "episodes.jsonl"
+    if config.lists == "readings":
+        lists = [s for s in specs if s.forced is Action.MULTI_ANSWER]
+        first = [s for s in specs if s.forced is not Action.MULTI_ANSWER]
+        done = {e.key: e for e in load_episodes(out)}
+        asked = [done[s.key] for s in first if s.key in done]
+        if len(asked) < len(first):
+            asked = await play(config, base, adapter, first, params, out, "value play (questions first)",
+                               folder)
+        specs = with_questions(lists, asked)
+    await play(config, base, adapter, specs, params, out, "value play", folder)
+
+
 def _value_stage(config: TrainConfig, state, items: list[Item], base: Path, adapter: Path | None,
                  folder: Path, final: Path) -> dict:
     """Play the final policy's forced actions on `items`, fit the value head on what they
@@ -245,8 +262,7 @@ def _value_stage(config: TrainConfig, state, items: list[Item], base: Path, adap
         # Greedy with redraws: the replies the head describes are the ones a server sends.
         served = config.model_copy(update={"question_redraws": DEFAULT_REDRAWS})
         params = SamplingParams(max_tokens=config.max_tokens, temperature=0.0)
-        asyncio.run(play(served, base, adapter, specs, params, folder / "episodes.jsonl",
-                         "value play", folder))
+        asyncio.run(play_value(served, base, adapter, specs, params, folder))
     state.wait_for_everyone()
     report: dict = {}
     if state.is_main_process:

@@ -540,7 +540,8 @@ def test_a_list_from_the_readings_answers_each_option_as_after_the_question():
 def test_a_forced_list_is_built_from_the_question_the_cell_already_asked():
     from dataclasses import replace as with_fields
 
-    from askwise.training.evaluate import played_in_order, with_questions
+    from askwise.training.episodes import with_questions
+    from askwise.training.evaluate import played_in_order
 
     engine = OptionsAssistant()
     [asked] = asyncio.run(play_episodes(engine, ReferenceSimulator(), [spec(Action.CLARIFY)],
@@ -558,9 +559,33 @@ def test_a_forced_list_is_built_from_the_question_the_cell_already_asked():
     assert episode.turns[1]["content"] == ("as a short: April 19, 1987\n"
                                            "as a series: December 17, 1989")
     assert len(engine.prompts) == 2 and episode.engine_tokens == 5 + 5  # the two lines only
-    # a cell whose question was not asked (another sample) asks its own
-    [other] = with_questions([with_fields(spec(Action.MULTI_ANSWER), sample=1)], [asked])
+    # a cell whose question was not asked (other costs) asks its own
+    [other] = with_questions([with_fields(spec(Action.MULTI_ANSWER), costs=Costs(alpha=0.2, beta=0.01))],
+                             [asked])
     assert other.question is None
+
+
+def test_the_value_stage_builds_each_list_from_its_items_question(tmp_path, monkeypatch):
+    from askwise.training import rest
+    from askwise.training.config import TrainConfig
+    from askwise.training.episodes import load_episodes
+    from askwise.training.value import value_specs
+
+    engine, played = OptionsAssistant(), []
+
+    async def play(config, base, adapter, specs, params, out, desc, log_dir):
+        played.append(sorted({s.forced.value for s in specs}))
+        return await play_episodes(engine, ReferenceSimulator(), specs, params, 1, out=out, lists=config.lists)
+
+    monkeypatch.setattr(rest, "play", play)
+    config = TrainConfig(output_dir=tmp_path, lists="readings")
+    specs = value_specs([ITEM], [Costs(alpha=0.1, beta=0.01)], 0)
+    asyncio.run(rest.play_value(config, None, None, specs, SamplingParams(), tmp_path))
+    assert played == [["answer", "clarify"], ["multi_answer"]]
+    [listed] = [e for e in load_episodes(tmp_path / "episodes.jsonl") if e.forced == "multi_answer"]
+    assert listed.extra["list_from"] == "Do you mean as a short or as a series?"
+    assert listed.engine_tokens == 5 + 5  # the lines: the question was the clarify episodes'
+    assert len(engine.prompts) == 1 + 2 * 2 + 2  # answer, two questions with follow-ups, two lines
 
 
 def test_list_quality_reads_whether_labels_tell_the_readings_apart():
